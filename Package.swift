@@ -1,0 +1,46 @@
+// swift-tools-version: 6.0
+//
+// TinyAsync: Python asyncio's model as a small C core (CLoop) with a thin,
+// safe Swift layer (TinyAsync). CMakeLists.txt builds the same C core for C
+// users; SwiftPM builds everything Swift. Tests/c is CMake's alone: no target
+// here names it, so SwiftPM ignores it.
+import PackageDescription
+
+let package = Package(
+  name: "TinyAsync",
+  // Linux only (epoll, eventfd, io_uring). SwiftPM's `platforms:` lists only
+  // Apple minimum versions, so there is nothing to declare for Linux here.
+  products: [
+    .library(name: "CLoop", targets: ["CLoop"]),
+    .library(name: "TinyAsync", targets: ["TinyAsync"]),
+  ],
+  targets: [
+    .target(
+      name: "CLoop",
+      path: "Sources/CLoop",
+      publicHeadersPath: "include",
+      // `-D_GNU_SOURCE=` (empty) equals a plain `#define _GNU_SOURCE` in a
+      // .c file, so the two do not clash with a redefinition warning.
+      cSettings: [.define("_GNU_SOURCE", to: "")],
+      linkerSettings: [.linkedLibrary("pthread")]
+    ),
+    .target(
+      name: "TinyAsync",
+      dependencies: ["CLoop"]
+    ),
+    .executableTarget(
+      name: "tinyasync-demo",
+      dependencies: ["TinyAsync"],
+      path: "examples/demo"
+    ),
+    .testTarget(
+      name: "CLoopTests",
+      dependencies: ["CLoop"]
+    ),
+    .testTarget(
+      name: "TinyAsyncTests",
+      dependencies: ["TinyAsync"]
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,126 @@
+/* internal.h -- what the files of CLoop share: the loop's layout, the
+ * poller contract, and the misuse checks. Not installed. */
+#ifndef CLOOP_INTERNAL_H
+#define CLOOP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cloop.h"
+
+/* ---- the poller contract ----------------------------------------------
+ *
+ * A backend (poll_epoll.c, later poll_uring.c) defines one ops table.
+ * The loop calls every op on its own thread, except wake.
+ *
+ *   init(loop)     sets up the backend's state in loop->poller; returns 0
+ *                  or -errno. On failure it leaves nothing behind.
+ *   close(loop)    releases that state.
+ *   watch(loop, fd, old, new)
+ *                  changes the interest on fd from the CLOOP_READABLE|
+ *                  CLOOP_WRITABLE mask `old` to `new` (either may be 0).
+ *                  Returns 0 or -errno (-EBADF, -EPERM, -ENOMEM). On
+ *                  removal (new == 0) errors are ignored: the fd may be
+ *                  closed already.
+ *   poll(loop, timeout_ns)
+ *                  waits at most timeout_ns (-1: without limit, 0: not at
+ *                  all) and reports each ready fd with cloop__fd_ready().
+ *                  A wake() makes it return early. Returns the number of
+ *                  events reported or -errno; EINTR is 0.
+ *   wake(loop)     callable from any thread: makes a poll in progress, or
+ *                  the next one, return promptly.
+ */
+typedef struct cloop__poller_ops {
+  cloop_backend backend;
+  int (*init)(cloop_loop *loop);
+  void (*close)(cloop_loop *loop);
+  int (*watch)(cloop_loop *loop, int fd, int old_mask, int new_mask);
+  int (*poll)(cloop_loop *loop, int64_t timeout_ns);
+  void (*wake)(cloop_loop *loop);
+} cloop__poller_ops;
+
+extern const cloop__poller_ops cloop__epoll_ops;
+
+/* Called by a poller for each ready fd; mask is CLOOP_READABLE|WRITABLE
+   (both on error or hang-up). Queues the watchers of those directions. */
+void cloop__fd_ready(cloop_loop *loop, int fd, int mask);
+
+/* ---- the timer heap (heap.c) ------------------------------------------ */
+
+/* A heap entry keeps the sort key beside the timer pointer, so sifting
+   compares keys without touching the timers (Go's runtime/time.go).
+   seq breaks ties between equal deadlines in scheduling order. */
+typedef struct cloop__heap_entry {
+  uint64_t deadline;
+  uint64_t seq;
+  cloop_timer *timer;
+} cloop__heap_entry;
+
+typedef struct cloop__heap {
+  cloop__heap_entry *e;
+  uint32_t len, cap;
+  uint64_t next_seq;
+} cloop__heap;
+
+int cloop__heap_push(cloop__heap *h, cloop_timer *t);
+void cloop__heap_remove(cloop__heap *h, uint32_t i);
+
+/* Runs the timers due at `now` that were scheduled before sequence number
+   seq_limit, in (deadline, seq) order (timer.c). */
+void cloop__run_due_timers(cloop_loop *loop, uint64_t now, uint64_t seq_limit);
+void cloop__heap_free(cloop__heap *h);
+
+/* ---- the loop --------------------------------------------------------- */
+
+typedef struct cloop__fd_slot {
+  cloop_watcher *reader, *writer;
+} cloop__fd_slot;
+
+struct cloop_loop {
+  cloop_handle ready;     /* the ready ring's sentinel */
+  uint64_t now;           /* cached monotonic ns, valid if now_fresh */
+  int now_fresh;          /* cleared after each poll, see cloop_now */
+  cloop__heap timers;
+  const void *owner;      /* the owning thread's marker, see CLOOP__CHECK */
+  uint32_t alive;         /* active watchers + references */
+  uint32_t nwatchers;     /* active fd watchers */
+  int stopping;
+  int running;
+
+  /* fd watchers, indexed by fd */
+  cloop__fd_slot *fds;
+  int nfds;
+
+  /* thread-safe calls: a locked ring drained once per iteration */
+  pthread_mutex_t ts_lock;
+  cloop_handle ts_ring;
+  atomic_int ts_pending;
+
+  const cloop__poller_ops *ops;
+  union {
+    struct { int epfd, wakefd; void *events; int nevents; } epoll;
+  } poller;
+};
+
+/* ---- misuse ----------------------------------------------------------- */
+
+/* Prints "cloop: misuse: <what>" and aborts. */
+_Noreturn void cloop__misuse(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* A marker whose address differs per thread; initial-exec keeps taking its
+   address to one instruction, with no __tls_get_addr call. */
+extern __thread char cloop__thread_marker
+    __attribute__((tls_model("initial-exec")));
+
+#define CLOOP__CHECK(loop, fn)                                              \
+  do {                                                                      \
+    if (__builtin_expect((loop)->owner != &cloop__thread_marker, 0))        \
+      cloop__misuse("%s called on a loop from a thread that does not own "  \
+                    "it (use cloop_call_threadsafe)", fn);                  \
+  } while (0)
+
+void cloop__drain_threadsafe(cloop_loop *loop);
+
+#endif

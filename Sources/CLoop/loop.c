@@ -1,0 +1,234 @@
+/* loop.c -- the event loop: creation, one iteration (asyncio's _run_once),
+ * run/stop, the cached clock and call_soon. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "ring.h"
+
+__thread char cloop__thread_marker __attribute__((tls_model("initial-exec")));
+
+void cloop_options_init(cloop_options *opts) {
+  memset(opts, 0, sizeof *opts);
+  opts->backend = CLOOP_BACKEND_AUTO;
+}
+
+/* The backend asked for: the option, else $CLOOP_BACKEND, else auto. */
+static int pick_backend(const cloop_options *opts, cloop_backend *out) {
+  cloop_backend b = opts ? opts->backend : CLOOP_BACKEND_AUTO;
+  if (b != CLOOP_BACKEND_AUTO && b != CLOOP_BACKEND_EPOLL &&
+      b != CLOOP_BACKEND_URING)
+    return -EINVAL;
+  const char *env = getenv("CLOOP_BACKEND");
+  if (b == CLOOP_BACKEND_AUTO && env && *env) {
+    if (strcmp(env, "epoll") == 0)
+      b = CLOOP_BACKEND_EPOLL;
+    else if (strcmp(env, "uring") == 0 || strcmp(env, "io_uring") == 0)
+      b = CLOOP_BACKEND_URING;
+    else if (strcmp(env, "auto") != 0)
+      return -EINVAL;
+  }
+  *out = b;
+  return 0;
+}
+
+int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
+  cloop_backend backend;
+  int r = pick_backend(opts, &backend);
+  if (r < 0)
+    return r;
+  /* io_uring arrives with poll_uring.c; until then auto means epoll. */
+  if (backend == CLOOP_BACKEND_URING)
+    return CLOOP_ENOBACKEND;
+
+  cloop_loop *loop = calloc(1, sizeof *loop);
+  if (!loop)
+    return -ENOMEM;
+  ring_init(&loop->ready);
+  ring_init(&loop->ts_ring);
+  pthread_mutex_init(&loop->ts_lock, NULL);
+  loop->owner = &cloop__thread_marker;
+  loop->ops = &cloop__epoll_ops;
+  r = loop->ops->init(loop);
+  if (r < 0) {
+    pthread_mutex_destroy(&loop->ts_lock);
+    free(loop);
+    return r;
+  }
+  cloop_update_time(loop);
+  *out = loop;
+  return 0;
+}
+
+int cloop_loop_free(cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_loop_free");
+  if (loop->running)
+    cloop__misuse("cloop_loop_free called while the loop is running");
+  pthread_mutex_lock(&loop->ts_lock);
+  int ts_busy = !ring_empty(&loop->ts_ring);
+  pthread_mutex_unlock(&loop->ts_lock);
+  if (ts_busy || !ring_empty(&loop->ready) || loop->timers.len || loop->alive)
+    return -EBUSY;
+  loop->ops->close(loop);
+  cloop__heap_free(&loop->timers);
+  free(loop->fds);
+  pthread_mutex_destroy(&loop->ts_lock);
+  free(loop);
+  return 0;
+}
+
+/* A clock read costs about 20 ns here; a batch of cheap callbacks that
+   schedules no timer should not pay it. */
+uint64_t cloop_now(cloop_loop *loop) {
+  if (!loop->now_fresh)
+    cloop_update_time(loop);
+  return loop->now;
+}
+
+void cloop_update_time(cloop_loop *loop) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  loop->now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  loop->now_fresh = 1;
+}
+
+cloop_backend cloop_loop_backend(const cloop_loop *loop) {
+  return loop->ops->backend;
+}
+
+const char *cloop_backend_name(cloop_backend backend) {
+  switch (backend) {
+  case CLOOP_BACKEND_EPOLL: return "epoll";
+  case CLOOP_BACKEND_URING: return "io_uring";
+  default: return "auto";
+  }
+}
+
+void cloop_ref(cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_ref");
+  loop->alive++;
+}
+
+void cloop_unref(cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_unref");
+  if (loop->alive == 0)
+    cloop__misuse("cloop_unref without a matching cloop_ref");
+  loop->alive--;
+}
+
+void cloop_handle_init(cloop_handle *h, cloop_fn fn, void *arg) {
+  h->next = h->prev = NULL;
+  h->fn = fn;
+  h->arg = arg;
+}
+
+void cloop_call_soon(cloop_loop *loop, cloop_handle *h) {
+  CLOOP__CHECK(loop, "cloop_call_soon");
+  if (__builtin_expect(h->next != NULL, 0))
+    cloop__misuse("cloop_call_soon: handle %p is already queued", (void *)h);
+  ring_push(&loop->ready, h);
+}
+
+int cloop_handle_cancel(cloop_loop *loop, cloop_handle *h) {
+  CLOOP__CHECK(loop, "cloop_handle_cancel");
+  if (!h->next)
+    return 0;
+  ring_remove(h);
+  return 1;
+}
+
+void cloop_stop(cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_stop");
+  loop->stopping = 1;
+}
+
+/* One iteration, in DESIGN.md's order. Returns 1 while work remains, 0 when
+   nothing is left, or -errno from the poller. */
+static int iterate(cloop_loop *loop, int64_t timeout_ns) {
+  /* 1. How long may the poll wait? Not at all while work is ready; until
+     the earliest timer; without limit while only watchers or references
+     keep the loop alive. */
+  int64_t wait;
+  int ts = atomic_load_explicit(&loop->ts_pending, memory_order_acquire);
+  if (!ring_empty(&loop->ready) || ts) {
+    wait = 0;
+  } else if (loop->timers.len) {
+    cloop_update_time(loop); /* the last batch took time: count from now */
+    uint64_t due = loop->timers.e[0].deadline;
+    wait = due <= loop->now ? 0
+         : due - loop->now > INT64_MAX ? INT64_MAX : (int64_t)(due - loop->now);
+  } else if (loop->alive) {
+    wait = -1;
+  } else {
+    return 0;
+  }
+  if (timeout_ns >= 0 && (wait < 0 || wait > timeout_ns))
+    wait = timeout_ns;
+
+  /* 2. Poll. With work ready and no fd watched, a zero-timeout poll could
+     only report the wake-up, which ts_pending already tells: skip the
+     syscall. With watchers it runs every iteration, so ready work never
+     starves I/O. */
+  if (wait != 0 || loop->nwatchers) {
+    int r = loop->ops->poll(loop, wait);
+    if (r < 0)
+      return r;
+    ts = 1; /* a wake-up may have arrived during the poll */
+  }
+  if (ts)
+    cloop__drain_threadsafe(loop);
+  loop->now_fresh = 0;
+
+  /* 3. The due timers join the batch behind the ready handles: those due
+     now and scheduled before now. */
+  uint64_t now = 0, seq_limit = loop->timers.next_seq;
+  int timers_due = loop->timers.len &&
+                   loop->timers.e[0].deadline <= (now = cloop_now(loop));
+
+  /* 4. Run the handles queued now; those they queue wait for the next
+     iteration. The batch moves to a local sentinel in O(1); a handle in it
+     can still be cancelled, since unlinking needs no head. */
+  cloop_handle batch;
+  ring_init(&batch);
+  ring_splice(&batch, &loop->ready);
+  while (!ring_empty(&batch)) {
+    cloop_handle *h = ring_pop(&batch);
+    h->fn(h->arg);
+  }
+  if (timers_due)
+    cloop__run_due_timers(loop, now, seq_limit);
+
+  return !ring_empty(&loop->ready) || loop->timers.len || loop->alive ||
+         atomic_load_explicit(&loop->ts_pending, memory_order_relaxed);
+}
+
+int cloop_run_once(cloop_loop *loop, int64_t timeout_ns) {
+  CLOOP__CHECK(loop, "cloop_run_once");
+  if (loop->running)
+    cloop__misuse("cloop_run_once called from a callback of the same loop");
+  loop->running = 1;
+  int r = iterate(loop, timeout_ns);
+  loop->running = 0;
+  return r;
+}
+
+int cloop_run(cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_run");
+  if (loop->running)
+    cloop__misuse("cloop_run called from a callback of the same loop");
+  loop->running = 1;
+  int r;
+  do {
+    r = iterate(loop, -1);
+    if (r >= 0 && loop->stopping)
+      r = 1;
+  } while (r > 0 && !loop->stopping);
+  loop->stopping = 0;
+  loop->running = 0;
+  return r;
+}

@@ -1,0 +1,202 @@
+internal import CLoop
+internal import Glibc
+
+/// An asyncio-style event loop on one thread: callbacks queued to run soon,
+/// timers, and calls from other threads, all run by ``run()`` in the order
+/// asyncio's `_run_once` defines.
+///
+/// Each iteration polls the kernel (``backend``), moves due timers onto the
+/// ready queue in deadline order (ties in scheduling order), then runs the
+/// callbacks that were queued when the batch began; callbacks queued while
+/// it runs wait for the next iteration, so no callback can starve timers or
+/// I/O.
+///
+/// A loop is confined to the thread that created it (it is not `Sendable`);
+/// other threads reach it only through ``threadSafeHandle``. It owns its C
+/// loop and frees it in `deinit`, dropping unrun closures without running
+/// them. Closures you schedule are retained until they run or are
+/// cancelled; one that captures the loop keeps it alive until then.
+///
+/// ```swift
+/// let loop = try EventLoop()
+/// print("on \(loop.backend)")                              // "on epoll" or "on io_uring"
+/// loop.callSoon { print("first") }
+/// loop.callLater(.milliseconds(10)) { print("third") }
+/// loop.callSoon { print("second") }
+/// try loop.run()  // returns when nothing is left to run or wait for
+/// ```
+public final class EventLoop {
+  /// The C loop, for the types of this module.
+  let cLoop: OpaquePointer
+
+  /// The backend this loop runs: `.epoll` or `.ioUring`, never `.automatic`.
+  public let backend: Backend
+
+  private let threadSafeQueue: ThreadSafeQueue
+  /// Closures scheduled and not yet run or cancelled (see `CallbackBox`).
+  private var liveHead: CallbackBox?
+  private var refCount = 0
+
+  /// Creates a loop owned by the calling thread.
+  ///
+  /// - Throws: ``TinyAsyncError/backendUnavailable`` when `backend` names
+  ///   one that cannot run here; ``TinyAsyncError/system(errno:message:)``
+  ///   when the kernel refuses (e.g. `EMFILE` for the epoll or eventfd
+  ///   descriptor, `EINVAL` for a bad `$CLOOP_BACKEND`).
+  public init(backend: Backend = .automatic) throws(TinyAsyncError) {
+    var options = cloop_options()
+    cloop_options_init(&options)
+    options.backend = backend.cValue
+    var loop: OpaquePointer?
+    let rc = cloop_loop_new(&loop, &options)
+    guard rc == 0, let loop else { throw TinyAsyncError(code: rc < 0 ? rc : -EIO) }
+    cLoop = loop
+    self.backend = Backend(cloop_loop_backend(loop))
+    threadSafeQueue = ThreadSafeQueue(loop: loop)
+    threadSafeQueue.owner = self
+  }
+
+  deinit {
+    // 1. Refuse calls from other threads; drop the ones not yet run.
+    let drainInFlight = threadSafeQueue.close()
+    // 2. Cancel every scheduled closure: it is released, never run.
+    while let box = liveHead { box.cancel() }
+    // 3. A wake-up handle already handed to C must come through before the
+    //    loop is freed; with nothing else scheduled this runs nothing else.
+    if drainInFlight {
+      cloop_ref(cLoop)
+      while threadSafeQueue.isScheduled { _ = cloop_run_once(cLoop, -1) }
+      cloop_unref(cLoop)
+    }
+    while refCount > 0 { unref() }
+    let rc = cloop_loop_free(cLoop)
+    assert(rc == 0, "cloop_loop_free: \(TinyAsyncError(code: rc))")
+  }
+
+  // MARK: Running
+
+  /// Runs iterations until ``stop()`` is called or nothing is left to run
+  /// or wait for (no queued callback, pending timer or ``ref()``).
+  /// Calling it from inside one of this loop's callbacks is a programming
+  /// error and stops the program (as does using the loop from another thread).
+  /// - Throws: ``TinyAsyncError`` if polling fails.
+  public func run() throws(TinyAsyncError) {
+    let rc = cloop_run(cLoop)
+    if rc < 0 { throw TinyAsyncError(code: rc) }
+  }
+
+  /// Runs one iteration, waiting at most `timeout` for timers and I/O
+  /// (`nil`: as long as needed; zero or negative: not at all).
+  /// - Returns: `true` while work remains, `false` when nothing is left.
+  /// - Throws: ``TinyAsyncError`` if polling fails.
+  @discardableResult
+  public func runOnce(timeout: Duration? = nil) throws(TinyAsyncError) -> Bool {
+    let rc = cloop_run_once(cLoop, timeout.map { max(0, $0.saturatingNanoseconds) } ?? -1)
+    if rc < 0 { throw TinyAsyncError(code: rc) }
+    return rc > 0
+  }
+
+  /// Makes ``run()`` return after the current iteration's batch of
+  /// callbacks; what is still scheduled stays scheduled for the next run.
+  public func stop() {
+    cloop_stop(cLoop)
+  }
+
+  /// Keeps ``run()`` from returning for lack of work, e.g. while another
+  /// thread will still use ``threadSafeHandle``. Balance each with
+  /// ``unref()``; references still held when the loop goes away are dropped.
+  public func ref() {
+    refCount += 1
+    cloop_ref(cLoop)
+  }
+
+  /// Drops a reference taken with ``ref()``.
+  public func unref() {
+    precondition(refCount > 0, "EventLoop.unref() without a matching ref()")
+    refCount -= 1
+    cloop_unref(cLoop)
+  }
+
+  // MARK: Time
+
+  /// The loop's clock: monotonic time (`CLOCK_MONOTONIC`, counted from an
+  /// unspecified fixed point such as boot), read once per iteration after
+  /// the poll, as libuv does. Timer delays count from it; the difference of
+  /// two readings is elapsed time.
+  ///
+  /// ```swift
+  /// let start = loop.now
+  /// loop.callLater(.milliseconds(20)) { print("after \(loop.now - start)") }
+  /// ```
+  public var now: Duration {
+    .nanoseconds(Int64(clamping: cloop_now(cLoop)))
+  }
+
+  /// Refreshes ``now`` from the system clock, e.g. after a long callback.
+  public func updateTime() {
+    cloop_update_time(cLoop)
+  }
+
+  // MARK: Scheduling
+
+  /// Queues `body` to run in the next batch, after everything queued
+  /// before it (asyncio's `call_soon`). From inside a callback, `body` runs
+  /// in the next iteration, not the current one.
+  public func callSoon(_ body: @escaping () -> Void) {
+    let box = CallbackBox(loop: self, isTimer: false, body: body)
+    guard case .handle(let handle) = box.node else { preconditionFailure() }
+    cloop_call_soon(cLoop, handle)
+    link(box)
+  }
+
+  /// Schedules `body` to run `delay` after ``now`` (asyncio's
+  /// `call_later`); a negative delay acts as zero. Timers with equal
+  /// deadlines run in the order they were scheduled.
+  /// - Returns: a handle that can cancel the timer; ignore it if you won't.
+  @discardableResult
+  public func callLater(_ delay: Duration, _ body: @escaping () -> Void) -> TimerHandle {
+    let box = CallbackBox(loop: self, isTimer: true, body: body)
+    guard case .timer(let timer) = box.node else { preconditionFailure() }
+    let rc = cloop_call_later(cLoop, timer, delay.saturatingNanoseconds)
+    // The only failure is -ENOMEM growing the heap; Swift traps on OOM too.
+    precondition(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
+    link(box)
+    return TimerHandle(box: box)
+  }
+
+  /// Number of timers waiting for their deadline.
+  public var pendingTimerCount: Int {
+    cloop_timer_count(cLoop)
+  }
+
+  /// A `Sendable` handle through which any thread can queue closures on
+  /// this loop. See ``ThreadSafeHandle``.
+  public var threadSafeHandle: ThreadSafeHandle {
+    ThreadSafeHandle(queue: threadSafeQueue)
+  }
+
+  // MARK: The list of live boxes
+
+  private func link(_ box: CallbackBox) {
+    box.next = liveHead
+    liveHead?.prev = box
+    liveHead = box
+    box.isLinked = true
+  }
+
+  func unlink(_ box: CallbackBox) {
+    precondition(box.isLinked)
+    box.isLinked = false
+    box.next?.prev = box.prev
+    if let prev = box.prev {
+      prev.next = box.next  // may drop the list's reference; the caller holds `box`
+    } else {
+      liveHead = box.next
+    }
+    box.prev = nil
+    box.next = nil
+  }
+}
+
+@available(*, unavailable, message: "an EventLoop belongs to its thread; use threadSafeHandle from others")
+extension EventLoop: Sendable {}

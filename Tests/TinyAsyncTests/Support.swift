@@ -1,0 +1,67 @@
+import Glibc
+import Testing
+import TinyAsync
+
+/// A loop on `backend`; a backend that cannot run here cancels the test
+/// (case) with the reason instead of passing silently.
+func makeLoop(_ backend: EventLoop.Backend) throws -> EventLoop {
+  do {
+    return try EventLoop(backend: backend)
+  } catch {
+    if error == .backendUnavailable {
+      // The console reporter shows a cancelled case as passed: say SKIP aloud.
+      print("SKIP: \(backend) unavailable here: \(error.message)")
+      try Test.cancel("SKIP: \(backend) unavailable here: \(error.message)")
+    }
+    throw error
+  }
+}
+
+/// An object whose lifetime the tests watch through a weak reference.
+final class Token {}
+
+/// Starts a POSIX thread running `body`; join it with `joinThread`.
+func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+  final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
+  var thread = pthread_t()
+  let rc = pthread_create(&thread, nil, { arg in
+    Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+    return nil
+  }, Unmanaged.passRetained(Box(body)).toOpaque())
+  precondition(rc == 0, "pthread_create: \(rc)")
+  return thread
+}
+
+func joinThread(_ thread: pthread_t) {
+  let rc = pthread_join(thread, nil)
+  precondition(rc == 0, "pthread_join: \(rc)")
+}
+
+/// A log that threads share. A pthread mutex rather than
+/// `Synchronization.Mutex`, which ThreadSanitizer cannot see on Linux.
+final class SharedLog<Entry: Sendable>: @unchecked Sendable {
+  private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+  private var entries: [Entry] = []  // guarded by `mutex`
+
+  init() {
+    mutex.initialize(to: pthread_mutex_t())
+    pthread_mutex_init(mutex, nil)
+  }
+
+  deinit {
+    pthread_mutex_destroy(mutex)
+    mutex.deallocate()
+  }
+
+  func append(_ entry: Entry) {
+    pthread_mutex_lock(mutex)
+    entries.append(entry)
+    pthread_mutex_unlock(mutex)
+  }
+
+  var all: [Entry] {
+    pthread_mutex_lock(mutex)
+    defer { pthread_mutex_unlock(mutex) }
+    return entries
+  }
+}

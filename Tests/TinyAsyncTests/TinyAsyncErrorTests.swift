@@ -1,0 +1,46 @@
+import CLoop
+import Glibc
+import Testing
+@testable import TinyAsync
+
+@Suite("TinyAsyncError: C codes become named cases")
+struct TinyAsyncErrorTests {
+  @Test func codesMapToNamedCases() {
+    #expect(TinyAsyncError(code: CLOOP_ENOBACKEND) == .backendUnavailable)
+    #expect(TinyAsyncError(code: -ENOMEM) == .outOfMemory)
+    #expect(TinyAsyncError(code: -ECONNREFUSED)
+      == .system(errno: ECONNREFUSED, message: String(cString: strerror(ECONNREFUSED))))
+    #expect(TinyAsyncError(code: -EBADF) == .system(errno: EBADF, message: "Bad file descriptor"))
+    guard case .library(let code, let message) = TinyAsyncError(code: -29_999) else {
+      Issue.record("an unknown library code must map to .library")
+      return
+    }
+    #expect(code == -29_999)
+    #expect(!message.isEmpty)
+  }
+
+  @Test func messagesComeFromTheCCore() {
+    #expect(TinyAsyncError.backendUnavailable.message == String(cString: cloop_strerror(CLOOP_ENOBACKEND)))
+    #expect(TinyAsyncError.outOfMemory.message == String(cString: strerror(ENOMEM)))
+    #expect("\(TinyAsyncError.system(errno: ENOENT, message: "No such file or directory"))"
+      == "No such file or directory (errno 2)")
+  }
+
+  @Test func askingForIoUringByNameRunsItOrThrowsBackendUnavailable() {
+    do {
+      let loop = try EventLoop(backend: .ioUring)
+      #expect(loop.backend == .ioUring)
+    } catch {
+      #expect(error == .backendUnavailable)  // typed throws: error is TinyAsyncError
+    }
+  }
+
+  @Test func backendsReportWhatRuns() throws {
+    #expect(try EventLoop(backend: .epoll).backend == .epoll)
+    let automatic = try EventLoop().backend
+    #expect(automatic == .epoll || automatic == .ioUring)
+    #expect(EventLoop.Backend.epoll.description == "epoll")
+    #expect(EventLoop.Backend.ioUring.description == "io_uring")
+    #expect(EventLoop.Backend.automatic.description == "automatic")
+  }
+}

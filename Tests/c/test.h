@@ -1,0 +1,102 @@
+/* test.h -- what every C test includes: the test macros and a few helpers.
+ *
+ * A test is `TEST_IMPL(name) { ... return 0; }`, listed once in
+ * test_list.h. It returns 0 to pass or calls SKIP(); a failed ASSERT prints
+ * both values and ends the test (the runner forks each test, so ending the
+ * process ends only that test). */
+#ifndef CLOOP_TEST_H
+#define CLOOP_TEST_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cloop.h"
+
+#define TEST_SKIP 77
+
+#define TEST_IMPL(name) int test_##name(void)
+
+/* A poller test runs once per backend: TEST_IMPL_POLL(x) defines x_epoll
+   and x_uring (list both with TEST_POLL(x)), whose shared body sees the
+   backend as `backend`. */
+#define TEST_IMPL_POLL(name)                                                 \
+  static int name##_body(cloop_backend backend);                             \
+  TEST_IMPL(name##_epoll) { return name##_body(CLOOP_BACKEND_EPOLL); }       \
+  TEST_IMPL(name##_uring) { return name##_body(CLOOP_BACKEND_URING); }       \
+  static int name##_body(cloop_backend backend)
+
+/* Ends the test as failed. _exit, not exit: a failed test's leftovers are
+   not worth a leak report on top of the assertion. */
+_Noreturn void test__fail(void);
+
+#define ASSERT(cond)                                                         \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,  \
+              #cond);                                                        \
+      test__fail();                                                          \
+    }                                                                        \
+  } while (0)
+
+#define ASSERT__CMP(a, op, b)                                                \
+  do {                                                                       \
+    long long a__ = (long long)(a), b__ = (long long)(b);                    \
+    if (!(a__ op b__)) {                                                     \
+      fprintf(stderr,                                                        \
+              "%s:%d: assertion failed: %s %s %s\n"                          \
+              "  left:  %lld\n  right: %lld\n",                              \
+              __FILE__, __LINE__, #a, #op, #b, a__, b__);                    \
+      test__fail();                                                          \
+    }                                                                        \
+  } while (0)
+
+#define ASSERT_EQ(a, b) ASSERT__CMP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT__CMP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT__CMP(a, <, b)
+#define ASSERT_LE(a, b) ASSERT__CMP(a, <=, b)
+#define ASSERT_GE(a, b) ASSERT__CMP(a, >=, b)
+#define ASSERT_GT(a, b) ASSERT__CMP(a, >, b)
+
+#define SKIP(...)                                                            \
+  do {                                                                       \
+    printf("SKIP: " __VA_ARGS__);                                            \
+    printf("\n");                                                            \
+    return TEST_SKIP;                                                        \
+  } while (0)
+
+/* Creates a loop on `backend`, or skips when that backend is missing here. */
+#define LOOP_NEW(loop, backend)                                              \
+  do {                                                                       \
+    cloop_options o__;                                                       \
+    cloop_options_init(&o__);                                                \
+    o__.backend = (backend);                                                 \
+    int r__ = cloop_loop_new(&(loop), &o__);                                 \
+    if (r__ == CLOOP_ENOBACKEND && (backend) == CLOOP_BACKEND_URING)         \
+      SKIP("backend %s not available: %s", cloop_backend_name(backend),      \
+           cloop_strerror(r__));                                             \
+    ASSERT_EQ(r__, 0);                                                       \
+    ASSERT_EQ(cloop_loop_backend(loop), (backend));                          \
+  } while (0)
+
+/* Runs fn(arg) in a forked child and checks that the child dies by SIGABRT
+   with `word` (case-insensitive) in what it wrote to stderr. Fails the test
+   otherwise, printing `what` and what the child did. */
+void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
+                       const char *word);
+
+/* A small deterministic PRNG (xorshift64*), so failures reproduce. */
+static inline uint64_t test_rand(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+#endif
