@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "cloop.h"
+#include "coro.h"
 
 /* ---- the poller contract ----------------------------------------------
  *
@@ -97,6 +98,17 @@ struct cloop_loop {
   cloop_handle ts_ring;
   atomic_int ts_pending;
 
+  /* the coroutine level (task.c) */
+  cloop_switch switch_mode;
+  cloop__ctx main_ctx;          /* the loop's own stack, while a task runs */
+  struct cloop_task *current;   /* the task running, or NULL */
+  struct cloop_task *tasks;     /* every task not yet freed */
+  size_t live_tasks;            /* tasks not finished */
+  uint64_t tasks_spawned;       /* for default names */
+  cloop__stack_pool stacks;
+  cloop_unretrieved_fn unretrieved;
+  void *unretrieved_arg;
+
   const cloop__poller_ops *ops;
   union {
     struct { int epfd, wakefd; void *events; int nevents; } epoll;
@@ -122,5 +134,13 @@ extern __thread char cloop__thread_marker
   } while (0)
 
 void cloop__drain_threadsafe(cloop_loop *loop);
+
+/* One iteration (loop.c): 1 while work remains, 0 when nothing is left,
+   or -errno. */
+int cloop__iterate(cloop_loop *loop, int64_t timeout_ns);
+
+/* Drops every queued handle, pending timer, watcher and reference, so the
+   loop can be freed (loop.c; cloop_main's ending). */
+void cloop__loop_discard(cloop_loop *loop);
 
 #endif

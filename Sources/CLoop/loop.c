@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "ring.h"
+#include "task.h"
 
 __thread char cloop__thread_marker __attribute__((tls_model("initial-exec")));
 
@@ -46,9 +47,20 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
   if (backend == CLOOP_BACKEND_URING)
     return CLOOP_ENOBACKEND;
 
+  cloop_switch switch_mode;
+  if (cloop__switch_resolve(opts ? opts->switch_mode : CLOOP_SWITCH_AUTO,
+                            &switch_mode) < 0)
+    return -EINVAL;
+  size_t stack_size = opts && opts->stack_size ? opts->stack_size
+                                                : CLOOP_STACK_DEFAULT;
+  if (stack_size < 16384)
+    return -EINVAL;
+
   cloop_loop *loop = calloc(1, sizeof *loop);
   if (!loop)
     return -ENOMEM;
+  loop->switch_mode = switch_mode;
+  cloop__stack_pool_init(&loop->stacks, stack_size);
   ring_init(&loop->ready);
   ring_init(&loop->ts_ring);
   pthread_mutex_init(&loop->ts_lock, NULL);
@@ -69,17 +81,39 @@ int cloop_loop_free(cloop_loop *loop) {
   CLOOP__CHECK(loop, "cloop_loop_free");
   if (loop->running)
     cloop__misuse("cloop_loop_free called while the loop is running");
+  cloop__tasks_close(loop);
   pthread_mutex_lock(&loop->ts_lock);
   int ts_busy = !ring_empty(&loop->ts_ring);
   pthread_mutex_unlock(&loop->ts_lock);
   if (ts_busy || !ring_empty(&loop->ready) || loop->timers.len || loop->alive)
     return -EBUSY;
   loop->ops->close(loop);
+  cloop__stack_pool_free(&loop->stacks);
+  cloop__ctx_free(&loop->main_ctx);
   cloop__heap_free(&loop->timers);
   free(loop->fds);
   pthread_mutex_destroy(&loop->ts_lock);
   free(loop);
   return 0;
+}
+
+void cloop__loop_discard(cloop_loop *loop) {
+  while (!ring_empty(&loop->ready))
+    ring_pop(&loop->ready);
+  while (loop->timers.len)
+    cloop__heap_remove(&loop->timers, loop->timers.len - 1);
+  for (int fd = 0; fd < loop->nfds; fd++) {
+    if (loop->fds[fd].reader)
+      cloop_unwatch(loop, loop->fds[fd].reader);
+    if (loop->fds[fd].writer)
+      cloop_unwatch(loop, loop->fds[fd].writer);
+  }
+  pthread_mutex_lock(&loop->ts_lock);
+  while (!ring_empty(&loop->ts_ring))
+    ring_pop(&loop->ts_ring);
+  atomic_store(&loop->ts_pending, 0);
+  pthread_mutex_unlock(&loop->ts_lock);
+  loop->alive = 0;
 }
 
 /* A clock read costs about 20 ns here; a batch of cheap callbacks that
@@ -95,6 +129,10 @@ void cloop_update_time(cloop_loop *loop) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   loop->now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
   loop->now_fresh = 1;
+}
+
+cloop_switch cloop_loop_switch(const cloop_loop *loop) {
+  return loop->switch_mode;
 }
 
 cloop_backend cloop_loop_backend(const cloop_loop *loop) {
@@ -149,7 +187,7 @@ void cloop_stop(cloop_loop *loop) {
 
 /* One iteration, in DESIGN.md's order. Returns 1 while work remains, 0 when
    nothing is left, or -errno from the poller. */
-static int iterate(cloop_loop *loop, int64_t timeout_ns) {
+int cloop__iterate(cloop_loop *loop, int64_t timeout_ns) {
   /* 1. How long may the poll wait? Not at all while work is ready; until
      the earliest timer; without limit while only watchers or references
      keep the loop alive. */
@@ -212,7 +250,7 @@ int cloop_run_once(cloop_loop *loop, int64_t timeout_ns) {
   if (loop->running)
     cloop__misuse("cloop_run_once called from a callback of the same loop");
   loop->running = 1;
-  int r = iterate(loop, timeout_ns);
+  int r = cloop__iterate(loop, timeout_ns);
   loop->running = 0;
   return r;
 }
@@ -224,7 +262,7 @@ int cloop_run(cloop_loop *loop) {
   loop->running = 1;
   int r;
   do {
-    r = iterate(loop, -1);
+    r = cloop__iterate(loop, -1);
     if (r >= 0 && loop->stopping)
       r = 1;
   } while (r > 0 && !loop->stopping);

@@ -41,9 +41,32 @@ typedef enum cloop_backend {
   CLOOP_BACKEND_URING = 2,
 } cloop_backend;
 
+/* How coroutines switch (the coroutine level below). */
+typedef enum cloop_switch {
+  CLOOP_SWITCH_AUTO = 0,  /* $CLOOP_SWITCH (asm|fast|ucontext) if set, else asm */
+  CLOOP_SWITCH_ASM = 1,   /* hand-written: callee-saved registers + FP control */
+  CLOOP_SWITCH_FAST = 2,  /* asm without the FP control state; see below */
+  CLOOP_SWITCH_UCONTEXT = 3, /* glibc swapcontext: portable, for tools */
+} cloop_switch;
+
+/* CLOOP_SWITCH_FAST skips saving MXCSR and the x87 control word (libaco's
+   "shared FPU env"): every coroutine of the loop then shares one rounding
+   mode and exception mask. Safe unless some code changes them (fesetround,
+   fesetenv, _MM_SET_ROUNDING_MODE) and suspends before restoring them; then
+   the change leaks into whatever runs next on the thread. */
+
 typedef struct cloop_options {
   cloop_backend backend;
+  cloop_switch switch_mode;
+  size_t stack_size; /* usable bytes per task stack; 0: CLOOP_STACK_DEFAULT */
 } cloop_options;
+
+/* 256 KiB: Swift code (print, JSONEncoder) peaked at 23.5 KiB here and C
+   code with a few KiB-sized buffers needs more; ten times the Swift peak
+   leaves room. Only the touched pages cost memory. Below each stack lies a
+   CLOOP_STACK_GUARD region that faults on overflow. */
+#define CLOOP_STACK_DEFAULT ((size_t)256 << 10)
+#define CLOOP_STACK_GUARD ((size_t)64 << 10)
 
 /* Fills opts with the defaults (auto backend). */
 void cloop_options_init(cloop_options *opts);
@@ -53,8 +76,12 @@ void cloop_options_init(cloop_options *opts);
    the errno of a failed epoll_create1/eventfd. */
 int cloop_loop_new(cloop_loop **out, const cloop_options *opts);
 
-/* Frees the loop. Returns 0, or -EBUSY (and frees nothing) while handles
-   are queued, timers pending, watchers active or references held. */
+/* Closes the loop: first cancels the tasks still alive and runs the loop
+   until they have unwound, reports failed tasks whose error nobody
+   retrieved, and frees all tasks (task pointers are then invalid). Then it
+   frees the loop and returns 0 -- or returns -EBUSY and frees nothing else
+   while handles are queued, timers pending, watchers active or references
+   held. */
 int cloop_loop_free(cloop_loop *loop);
 
 /* Runs iterations until cloop_stop() or until nothing is left to wait for
@@ -191,6 +218,141 @@ int cloop_unwatch(cloop_loop *loop, cloop_watcher *w);
 
 /* Prepares an idle watcher (zeroing it does the same). */
 void cloop_watcher_init(cloop_watcher *w);
+
+/* ---- coroutine level: futures ---------------------------------------- */
+
+/* A future is pending until it is completed once, with a value, an error
+   or a cancellation (asyncio's Future). What waits on it -- a task in
+   cloop_await, a done callback -- is a handle parked in `waiters`; on
+   completion the whole list joins the ready ring in O(1). It lives in the
+   caller's memory and must not move while anything waits on it. */
+enum { CLOOP_PENDING = 0, CLOOP_DONE = 1, CLOOP_FAILED = 2, CLOOP_CANCELLED = 3 };
+
+typedef struct cloop_future {
+  cloop_handle waiters; /* sentinel of the parked handles */
+  cloop_loop *loop;
+  intptr_t value;       /* CLOOP_DONE */
+  int error;            /* CLOOP_FAILED / CLOOP_CANCELLED: -errno */
+  uint8_t state;
+  uint8_t retrieved;    /* a result or error was read (cloop_await) */
+  uint8_t is_task;      /* a task's own future */
+} cloop_future;
+
+/* Prepares a pending future of loop. */
+void cloop_future_init(cloop_future *f, cloop_loop *loop);
+
+/* Completes f. Return 0, or -EALREADY if f was already complete (e.g.
+   cancelled first); completing a task's future from outside aborts. */
+int cloop_future_set_result(cloop_future *f, intptr_t value);
+int cloop_future_set_error(cloop_future *f, int err); /* err < 0 */
+/* Completes f as cancelled (-ECANCELED); for a task's future it cancels
+   the task. Returns 1 if f was pending, else 0. */
+int cloop_future_cancel(cloop_future *f);
+
+static inline int cloop_future_done(const cloop_future *f) {
+  return f->state != CLOOP_PENDING;
+}
+
+/* Queues h (asyncio's add_done_callback) when f completes; at once if it
+   already has. Take it back with cloop_handle_cancel. */
+void cloop_future_add_done(cloop_future *f, cloop_handle *h);
+
+/* ---- coroutine level: tasks ------------------------------------------- */
+
+/* A task is a coroutine with its own stack plus a future for its result
+   (asyncio's Task). Its body returns >= 0 as its result or -errno as its
+   error; returning -ECANCELED after being cancelled ends it cancelled.
+   Awaiting functions may be called only inside a task: elsewhere they
+   abort. They return -ECANCELED when the task is cancelled while parked (or
+   was cancelled before) and -ETIMEDOUT inside an expired deadline scope. */
+typedef struct cloop_task cloop_task;
+typedef intptr_t (*cloop_task_fn)(void *arg);
+
+/* Starts fn(arg) as a task; it first runs in the next iteration. With out
+   non-NULL the caller gets a reference and must drop it with
+   cloop_task_release; with out NULL the task is detached. name (may be
+   NULL) is copied, up to 31 bytes. Takes a stack from the loop's pool: no
+   syscall unless the pool is empty. Returns 0, -ENOMEM. */
+int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
+                void *arg, const char *name);
+
+/* Drops the caller's reference; the task's memory goes when the task has
+   finished too. A failure nobody retrieved is still reported at close. */
+void cloop_task_release(cloop_task *t);
+
+/* The task's future: complete when the task has finished. */
+cloop_future *cloop_task_future(cloop_task *t);
+
+/* Requests cancellation: the await t is parked in returns -ECANCELED (or,
+   if it is not parked, its next one). Returns 1 if t had not finished. */
+int cloop_task_cancel(cloop_task *t);
+
+/* The task running now, or NULL on the loop's own stack. */
+cloop_task *cloop_current_task(cloop_loop *loop);
+const char *cloop_task_name(const cloop_task *t);
+
+/* In a task: parks until f is complete. Returns 0 with *value (may be
+   NULL) set, or f's error, or -ECANCELED / -ETIMEDOUT for this task.
+   Cancelling a parked task stops its wait but leaves f alone (asyncio
+   would cancel f; here cancel f yourself if that is meant). */
+int cloop_await(cloop_future *f, intptr_t *value);
+
+/* In a task: awaits t's result. Returns it (>= 0) or -errno. */
+intptr_t cloop_task_join(cloop_task *t);
+
+/* In a task: sleeps ns nanoseconds on the loop's timers; ns <= 0 yields
+   to the loop once (asyncio's sleep(0)). Returns 0 or -ECANCELED /
+   -ETIMEDOUT. cloop_sleep_until takes a cloop_now()-based deadline. */
+int cloop_sleep(int64_t ns);
+int cloop_sleep_until(uint64_t deadline_ns);
+
+/* In a task: waits for all n futures (asyncio's gather). results[i] (may
+   be NULL) gets future i's value, or its error (< 0). Returns 0, or the
+   first error by position. If the waiting task is cancelled or its
+   deadline passes, the futures still pending are cancelled and awaited, so
+   none is left running; then it returns -ECANCELED / -ETIMEDOUT. */
+int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results);
+
+/* ---- coroutine level: deadlines, running a main task ------------------ */
+
+/* A deadline scope (asyncio's timeout()): from enter to exit, once the
+   deadline has passed every await of the task returns -ETIMEDOUT. Scopes
+   nest (exit them in reverse order); the one whose deadline passed reports
+   it. Lives on the task's stack. */
+typedef struct cloop_deadline {
+  cloop_timer timer;
+  cloop_task *task;
+  struct cloop_deadline *outer;
+  int expired;
+} cloop_deadline;
+
+/* In a task: enters a scope ending timeout_ns from now (<= 0: already
+   passed). Returns 0 or -ENOMEM. */
+int cloop_deadline_enter(cloop_deadline *d, int64_t timeout_ns);
+/* Leaves the innermost scope d. Returns -ETIMEDOUT if it expired, else 0. */
+int cloop_deadline_exit(cloop_deadline *d);
+
+/* asyncio.run: creates a loop with opts (may be NULL), runs fn(arg) as the
+   main task until it finishes, cancels what is left, closes the loop and
+   returns main's result (>= 0) or -errno. */
+intptr_t cloop_main(cloop_task_fn fn, void *arg, const cloop_options *opts);
+
+/* Spawns a task calling fn(arg) every interval_ns (the first call after
+   one interval), at a fixed rate: a late call does not shift the next.
+   It ends when fn returns < 0 (that is its error) or when cancelled. */
+int cloop_spawn_periodic(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
+                         void *arg, int64_t interval_ns, const char *name);
+
+/* Called at loop close for each task that failed and whose error nobody
+   retrieved (asyncio's "exception was never retrieved"). The default
+   prints the task's name and error on stderr. */
+typedef void (*cloop_unretrieved_fn)(cloop_task *t, int err, void *arg);
+void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
+                                void *arg);
+
+/* The switch the loop's coroutines use (never AUTO). */
+cloop_switch cloop_loop_switch(const cloop_loop *loop);
+const char *cloop_switch_name(cloop_switch mode);
 
 /* ---- for tests -------------------------------------------------------- */
 

@@ -1,0 +1,78 @@
+/* coro.h -- coroutine contexts and their stacks (coro.c): the machinery
+ * under tasks. Internal; the benchmarks use it for the raw switch. */
+#ifndef CLOOP_CORO_H
+#define CLOOP_CORO_H
+
+#include <stddef.h>
+#include <ucontext.h>
+
+#include "cloop.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CLOOP__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CLOOP__ASAN 1
+#endif
+
+/* A place execution can be suspended and resumed: a coroutine's, or the
+   thread's own stack (stack_lo == NULL until ASan tells us its bounds). */
+typedef struct cloop__ctx {
+  void *sp;          /* asm switch: the saved stack pointer */
+  ucontext_t *uc;    /* ucontext switch */
+  char *stack_lo;    /* lowest usable byte of the stack */
+  size_t stack_size;
+#ifdef CLOOP__ASAN
+  void *fake_stack;
+#endif
+} cloop__ctx;
+
+/* The switch to use on this machine for `mode` (AUTO resolved from
+   $CLOOP_SWITCH; asm modes fall back to ucontext off x86-64). Returns -1 for a bad
+   $CLOOP_SWITCH. */
+int cloop__switch_resolve(cloop_switch mode, cloop_switch *out);
+
+/* Prepares c to run entry(arg) on [stack_lo, stack_lo + size) when first
+   switched to. entry must never return: it ends with cloop__ctx_exit.
+   Returns 0 or -ENOMEM (ucontext's context). */
+int cloop__ctx_make(cloop__ctx *c, cloop_switch mode, char *stack_lo,
+                    size_t size, void (*entry)(void *), void *arg);
+/* Releases what cloop__ctx_make allocated. */
+void cloop__ctx_free(cloop__ctx *c);
+
+/* Suspends the caller into `from` and resumes `to`; returns when something
+   switches back to `from`. */
+void cloop__ctx_switch(cloop__ctx *from, cloop__ctx *to, cloop_switch mode);
+
+/* The last switch of a finishing coroutine: `from` is never resumed. */
+_Noreturn void cloop__ctx_exit(cloop__ctx *from, cloop__ctx *to,
+                               cloop_switch mode);
+
+/* A loop's stacks: guarded, allocated in slabs, reused LIFO. */
+typedef struct cloop__stack_pool {
+  size_t size;        /* usable bytes per stack */
+  char **free;        /* stacks ready for reuse, most recent last */
+  size_t nfree, cap;
+  void **slabs;       /* mappings, for munmap at the end */
+  size_t *slab_bytes;
+  size_t nslabs, slab_cap;
+  size_t next_slab;   /* stacks in the next slab: doubles up to a cap */
+} cloop__stack_pool;
+
+void cloop__stack_pool_init(cloop__stack_pool *p, size_t size);
+void cloop__stack_pool_free(cloop__stack_pool *p);
+/* Returns a stack's lowest usable byte, or NULL (ENOMEM). */
+char *cloop__stack_take(cloop__stack_pool *p);
+void cloop__stack_give(cloop__stack_pool *p, char *lo);
+
+/* Installs the process's SIGSEGV handler, which names a task whose stack
+   overflowed, and this thread's alternate signal stack. Idempotent. */
+void cloop__overflow_guard_init(void);
+
+/* The task running on this thread, for the SIGSEGV handler. */
+extern __thread struct cloop_task *cloop__running
+    __attribute__((tls_model("initial-exec")));
+
+#endif

@@ -1,0 +1,467 @@
+/* task.c -- asyncio's Task on stackful coroutines: spawn, await, sleep,
+ * gather, cancellation, deadline scopes, and closing.
+ *
+ * A task runs on its own stack. Its step handle (asyncio's Task.__step)
+ * switches from the loop's stack into the task; an await switches back.
+ * Where the task waits is where its step handle is parked: in a future's
+ * waiters, behind its sleep timer, or on the ready ring for sleep(0).
+ * Whoever completes that puts the step handle on the ready ring, and the
+ * next batch resumes the task. Cancelling a parked task takes the step
+ * handle back from where it was parked and queues it with a reason. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "ring.h"
+#include "task.h"
+
+/* ---- switching in and out --------------------------------------------- */
+
+/* Runs on the loop's stack: resumes t until it parks again or finishes. */
+static void task_step(void *arg);
+
+static void task_finish(cloop_task *t);
+
+/* Called by every awaiting function: the task running now, or abort. */
+static cloop_task *running_task(const char *fn) {
+  cloop_task *t = cloop__running;
+  if (!t)
+    cloop__misuse("%s called outside a task (on the loop's own stack or "
+                  "another thread)", fn);
+  return t;
+}
+
+/* Back to the loop; returns when the task is resumed. */
+static void suspend(cloop_task *t) {
+  cloop__ctx_switch(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
+}
+
+static void task_step(void *arg) {
+  cloop_task *t = arg;
+  cloop_loop *loop = t->loop;
+  loop->current = t;
+  cloop__running = t;
+  cloop__ctx_switch(&loop->main_ctx, &t->ctx, loop->switch_mode);
+  cloop__running = NULL;
+  loop->current = NULL;
+  if (t->finished)
+    task_finish(t);
+}
+
+/* The coroutine's entry. A task cancelled before it first ran never runs
+   its body (asyncio throws CancelledError in at the first step). */
+static void task_entry(void *arg) {
+  cloop_task *t = arg;
+  t->result = t->cancel_pending ? -ECANCELED : t->fn(t->arg);
+  if (t->deadlines)
+    cloop__misuse("task '%s' returned inside a deadline scope "
+                  "(call cloop_deadline_exit first)", t->name);
+  t->finished = 1;
+  cloop__ctx_exit(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static void task_free(cloop_task *t) {
+  cloop_loop *loop = t->loop;
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    loop->tasks = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  cloop__ctx_free(&t->ctx);
+  free(t);
+}
+
+/* Drops one reference. The last one frees the task -- unless it failed
+   and nobody read its error: then it stays for the report at close. */
+static void task_unref(cloop_task *t) {
+  if (--t->refs > 0)
+    return;
+  if (t->future.state == CLOOP_FAILED && !t->future.retrieved)
+    return;
+  task_free(t);
+}
+
+/* On the loop's stack, right after the task's last switch. */
+static void task_finish(cloop_task *t) {
+  cloop_loop *loop = t->loop;
+  cloop__stack_give(&loop->stacks, t->ctx.stack_lo);
+  loop->live_tasks--;
+  intptr_t r = t->result;
+  if (r >= 0)
+    cloop__future_complete(&t->future, CLOOP_DONE, r, 0);
+  else if (r == -ECANCELED) /* also when it only passed a child's on */
+    cloop__future_complete(&t->future, CLOOP_CANCELLED, 0, -ECANCELED);
+  else
+    cloop__future_complete(&t->future, CLOOP_FAILED, 0,
+                           r >= INT32_MIN ? (int)r : -EINVAL);
+  task_unref(t);
+}
+
+int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
+                void *arg, const char *name) {
+  CLOOP__CHECK(loop, "cloop_spawn");
+  cloop_task *t = calloc(1, sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  char *stack = cloop__stack_take(&loop->stacks);
+  if (!stack) {
+    free(t);
+    return -ENOMEM;
+  }
+  if (cloop__ctx_make(&t->ctx, loop->switch_mode, stack, loop->stacks.size,
+                      task_entry, t) < 0) {
+    cloop__stack_give(&loop->stacks, stack);
+    free(t);
+    return -ENOMEM;
+  }
+  if (loop->live_tasks == 0)
+    cloop__overflow_guard_init(); /* cheap after the first time */
+  cloop_future_init(&t->future, loop);
+  t->future.is_task = 1;
+  cloop_handle_init(&t->step, task_step, t);
+  cloop_timer_init(&t->sleep_timer, task_step, t);
+  t->loop = loop;
+  t->fn = fn;
+  t->arg = arg;
+  t->refs = out ? 2 : 1;
+  loop->tasks_spawned++;
+  if (name)
+    snprintf(t->name, sizeof t->name, "%s", name);
+  else
+    snprintf(t->name, sizeof t->name, "task-%llu",
+             (unsigned long long)loop->tasks_spawned);
+  t->next = loop->tasks;
+  if (loop->tasks)
+    loop->tasks->prev = t;
+  loop->tasks = t;
+  loop->live_tasks++;
+  cloop_call_soon(loop, &t->step);
+  if (out)
+    *out = t;
+  return 0;
+}
+
+void cloop_task_release(cloop_task *t) {
+  CLOOP__CHECK(t->loop, "cloop_task_release");
+  if (t->refs <= (t->finished ? 0 : 1))
+    cloop__misuse("cloop_task_release on task '%s' without a reference", t->name);
+  task_unref(t);
+}
+
+cloop_future *cloop_task_future(cloop_task *t) { return &t->future; }
+
+cloop_task *cloop_current_task(cloop_loop *loop) { return loop->current; }
+
+const char *cloop_task_name(const cloop_task *t) { return t->name; }
+
+void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
+                                void *arg) {
+  loop->unretrieved = fn;
+  loop->unretrieved_arg = arg;
+}
+
+/* ---- cancellation ------------------------------------------------------- */
+
+/* Wakes a parked task early: takes its step handle back from where it is
+   parked and queues it. The task then finds why in cancel_pending or
+   expired_scopes. */
+static void interrupt(cloop_task *t) {
+  switch (t->park) {
+  case PARK_FUTURE:
+    if (t->step.next)
+      cloop_handle_cancel(t->loop, &t->step); /* out of the future's waiters */
+    cloop_call_soon(t->loop, &t->step);
+    t->park = PARK_NONE;
+    break;
+  case PARK_SLEEP:
+    cloop_timer_cancel(t->loop, &t->sleep_timer);
+    cloop_call_soon(t->loop, &t->step);
+    t->park = PARK_NONE;
+    break;
+  default: /* running, or already queued: it sees the flag at its next await */
+    break;
+  }
+}
+
+int cloop_task_cancel(cloop_task *t) {
+  CLOOP__CHECK(t->loop, "cloop_task_cancel");
+  if (t->finished)
+    return 0;
+  t->cancel_pending = 1;
+  interrupt(t);
+  return 1;
+}
+
+/* Why an await must return now: 0, -ECANCELED (consumed) or -ETIMEDOUT. */
+static int interruption(cloop_task *t) {
+  if (t->cancel_pending) {
+    t->cancel_pending = 0;
+    return -ECANCELED;
+  }
+  return t->expired_scopes ? -ETIMEDOUT : 0;
+}
+
+/* ---- awaiting --------------------------------------------------------------- */
+
+/* Parks t until f is complete. Returns 0 then, or the interruption that
+   came first. quiet ignores interruptions (gather, while the children it
+   cancelled unwind); a wake-up by one just parks again. */
+static int wait_for(cloop_task *t, cloop_future *f, int quiet) {
+  for (;;) {
+    if (!quiet) {
+      int r = interruption(t);
+      if (r)
+        return r;
+    }
+    if (f->state != CLOOP_PENDING)
+      return 0;
+    if (f->loop != t->loop)
+      cloop__misuse("task '%s' awaits a future of another loop", t->name);
+    t->park = PARK_FUTURE;
+    t->parked_on = f;
+    ring_push(&f->waiters, &t->step);
+    suspend(t);
+    t->park = PARK_NONE;
+    t->parked_on = NULL;
+  }
+}
+
+/* Reads a complete future's outcome: 0 and its value, or its error. */
+static int outcome(cloop_future *f, intptr_t *value) {
+  f->retrieved = 1;
+  if (f->state == CLOOP_DONE) {
+    if (value)
+      *value = f->value;
+    return 0;
+  }
+  return f->error;
+}
+
+int cloop_await(cloop_future *f, intptr_t *value) {
+  cloop_task *t = running_task("cloop_await");
+  int r = wait_for(t, f, 0);
+  return r ? r : outcome(f, value);
+}
+
+intptr_t cloop_task_join(cloop_task *other) {
+  intptr_t value = 0;
+  int r = cloop_await(&other->future, &value);
+  return r ? r : value;
+}
+
+int cloop_sleep_until(uint64_t deadline_ns) {
+  cloop_task *t = running_task("cloop_sleep");
+  int r = interruption(t);
+  if (r)
+    return r;
+  r = cloop_call_at(t->loop, &t->sleep_timer, deadline_ns);
+  if (r < 0)
+    return r;
+  t->park = PARK_SLEEP;
+  suspend(t);
+  t->park = PARK_NONE;
+  return interruption(t);
+}
+
+int cloop_sleep(int64_t ns) {
+  cloop_task *t = running_task("cloop_sleep");
+  if (ns > 0) {
+    uint64_t now = cloop_now(t->loop), when = now + (uint64_t)ns;
+    return cloop_sleep_until(when < now ? UINT64_MAX : when);
+  }
+  int r = interruption(t);
+  if (r)
+    return r;
+  cloop_call_soon(t->loop, &t->step); /* sleep(0): to the back of the line */
+  t->park = PARK_YIELD;
+  suspend(t);
+  t->park = PARK_NONE;
+  return interruption(t);
+}
+
+int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results) {
+  cloop_task *t = running_task("cloop_gather");
+  int first_error = 0, interrupted = 0;
+  for (size_t i = 0; i < n; i++) {
+    int r = interrupted ? 0 : wait_for(t, futures[i], 0);
+    if (r) {
+      /* This task was cancelled or timed out: cancel what is left and
+         wait for it quietly, so that no child outlives the gather. */
+      interrupted = r;
+      for (size_t j = i; j < n; j++)
+        cloop_future_cancel(futures[j]);
+    }
+    if (interrupted)
+      wait_for(t, futures[i], 1);
+    intptr_t value = 0;
+    int err = outcome(futures[i], &value);
+    if (results)
+      results[i] = err ? err : value;
+    if (err && !first_error)
+      first_error = err;
+  }
+  return interrupted ? interrupted : first_error;
+}
+
+/* ---- deadline scopes ----------------------------------------------------------- */
+
+static void deadline_passed(void *arg) {
+  cloop_deadline *d = arg;
+  d->expired = 1;
+  d->task->expired_scopes++;
+  interrupt(d->task);
+}
+
+int cloop_deadline_enter(cloop_deadline *d, int64_t timeout_ns) {
+  cloop_task *t = running_task("cloop_deadline_enter");
+  cloop_timer_init(&d->timer, deadline_passed, d);
+  d->task = t;
+  d->expired = 0;
+  if (timeout_ns <= 0) {
+    d->expired = 1;
+    t->expired_scopes++;
+  } else {
+    int r = cloop_call_later(t->loop, &d->timer, timeout_ns);
+    if (r < 0)
+      return r;
+  }
+  d->outer = t->deadlines;
+  t->deadlines = d;
+  return 0;
+}
+
+int cloop_deadline_exit(cloop_deadline *d) {
+  cloop_task *t = running_task("cloop_deadline_exit");
+  if (t->deadlines != d)
+    cloop__misuse("cloop_deadline_exit: task '%s' leaves a deadline scope "
+                  "that is not its innermost", t->name);
+  t->deadlines = d->outer;
+  cloop_timer_cancel(t->loop, &d->timer);
+  if (!d->expired)
+    return 0;
+  t->expired_scopes--;
+  return -ETIMEDOUT;
+}
+
+/* ---- main and periodic tasks --------------------------------------------------- */
+
+typedef struct periodic {
+  cloop_task_fn fn;
+  void *arg;
+  int64_t interval;
+} periodic;
+
+static intptr_t periodic_body(void *arg) {
+  periodic p = *(periodic *)arg;
+  free(arg);
+  cloop_loop *loop = cloop__running->loop;
+  uint64_t next = cloop_now(loop) + (uint64_t)p.interval;
+  for (;;) {
+    int r = cloop_sleep_until(next);
+    if (r < 0)
+      return r;
+    intptr_t v = p.fn(p.arg);
+    if (v < 0)
+      return v;
+    /* Fixed rate: the next tick counts from this one's due time; ticks
+       missed while a call overran are skipped, not bunched. */
+    uint64_t now = cloop_now(loop);
+    next += (uint64_t)p.interval;
+    if (next <= now)
+      next += ((now - next) / (uint64_t)p.interval + 1) * (uint64_t)p.interval;
+  }
+}
+
+int cloop_spawn_periodic(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
+                         void *arg, int64_t interval_ns, const char *name) {
+  if (interval_ns <= 0)
+    return -EINVAL;
+  periodic *p = malloc(sizeof *p);
+  if (!p)
+    return -ENOMEM;
+  *p = (periodic){fn, arg, interval_ns};
+  int r = cloop_spawn(loop, out, periodic_body, p, name);
+  if (r < 0)
+    free(p);
+  return r;
+}
+
+intptr_t cloop_main(cloop_task_fn fn, void *arg, const cloop_options *opts) {
+  cloop_loop *loop;
+  int r = cloop_loop_new(&loop, opts);
+  if (r < 0)
+    return r;
+  cloop_task *main_task;
+  r = cloop_spawn(loop, &main_task, fn, arg, "main");
+  if (r < 0) {
+    cloop_loop_free(loop);
+    return r;
+  }
+  while (!main_task->finished) {
+    r = cloop_run_once(loop, -1);
+    if (r <= 0 && !main_task->finished) {
+      /* Nothing can wake main: report it rather than hang. */
+      fprintf(stderr, "cloop: main task is parked with nothing left that "
+                      "could wake it\n");
+      r = r < 0 ? r : -EDEADLK;
+      break;
+    }
+  }
+  intptr_t value = 0;
+  if (r >= 0) {
+    int err = outcome(&main_task->future, &value);
+    value = err ? err : value;
+  } else {
+    value = r;
+  }
+  cloop_task_release(main_task);
+  /* asyncio.run's ending: cancel the other tasks and let them unwind,
+     then drop whatever callbacks are left. */
+  cloop__tasks_close(loop);
+  cloop__loop_discard(loop);
+  cloop_loop_free(loop);
+  return value;
+}
+
+/* ---- closing --------------------------------------------------------------------- */
+
+static void report_unretrieved(cloop_task *t, int err, void *arg) {
+  (void)arg;
+  fprintf(stderr, "cloop: task '%s' failed with %d (%s) and nobody "
+                  "retrieved its error\n", t->name, err, cloop_strerror(err));
+}
+
+void cloop__tasks_close(cloop_loop *loop) {
+  if (loop->current)
+    cloop__misuse("closing a loop from inside its task '%s'", loop->current->name);
+  if (loop->live_tasks) {
+    for (cloop_task *t = loop->tasks; t; t = t->next)
+      if (!t->finished)
+        cloop_task_cancel(t);
+    loop->running = 1;
+    while (loop->live_tasks && cloop__iterate(loop, -1) > 0)
+      ;
+    loop->running = 0;
+  }
+  cloop_unretrieved_fn hook = loop->unretrieved ? loop->unretrieved : report_unretrieved;
+  while (loop->tasks) {
+    cloop_task *t = loop->tasks;
+    if (!t->finished) {
+      fprintf(stderr, "cloop: task '%s' was still parked after being "
+                      "cancelled; its stack is dropped\n", t->name);
+      cloop__stack_give(&loop->stacks, t->ctx.stack_lo);
+      loop->live_tasks--;
+      if (t->step.next)
+        cloop_handle_cancel(loop, &t->step);
+      cloop_timer_cancel(loop, &t->sleep_timer);
+    } else if (t->future.state == CLOOP_FAILED && !t->future.retrieved) {
+      hook(t, t->future.error, loop->unretrieved_arg);
+    }
+    task_free(t);
+  }
+}

@@ -1,0 +1,44 @@
+/* task.h -- the layout of a task, shared by task.c, future.c, coro.c (for
+ * the overflow message) and loop.c (closing). Internal. */
+#ifndef CLOOP_TASK_H
+#define CLOOP_TASK_H
+
+#include "coro.h"
+#include "internal.h"
+
+/* Where a suspended task is parked; what cancelling it must undo. */
+enum {
+  PARK_NONE = 0, /* running, or queued to run */
+  PARK_FUTURE,   /* its step handle waits in a future's waiters */
+  PARK_SLEEP,    /* its sleep timer is pending */
+  PARK_YIELD,    /* its step handle is queued: sleep(0) */
+};
+
+struct cloop_task {
+  cloop_future future;     /* first: the task's result */
+  cloop_handle step;       /* runs task_step: switch into the task */
+  cloop__ctx ctx;
+  cloop_loop *loop;
+  cloop_task_fn fn;
+  void *arg;
+  intptr_t result;         /* what fn returned */
+  cloop_timer sleep_timer; /* cloop_sleep's; its callback is task_step too */
+  cloop_future *parked_on; /* PARK_FUTURE */
+  cloop_deadline *deadlines; /* innermost deadline scope */
+  uint32_t expired_scopes; /* scopes entered whose deadline has passed */
+  uint8_t park;
+  uint8_t cancel_pending;  /* the next await returns -ECANCELED */
+  uint8_t finished;        /* fn returned; the stack is back in the pool */
+  int refs;                /* the caller's reference + the running task's */
+  struct cloop_task *prev, *next; /* the loop's tasks not yet freed */
+  char name[32];
+};
+
+/* Completes any future, a task's included (future.c). */
+int cloop__future_complete(cloop_future *f, int state, intptr_t value, int err);
+
+/* Loop close: cancels live tasks, runs until they unwind, reports failures
+   never retrieved and frees every task (task.c). */
+void cloop__tasks_close(cloop_loop *loop);
+
+#endif
