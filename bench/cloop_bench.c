@@ -1,7 +1,9 @@
-/* CLoop side of the callbacks, timers and timers-cancel workloads of
-   /work/shared/peers/WORKLOADS.md, one RESULT line per loop backend.
+/* CLoop side of the callbacks, timers, timers-cancel, switch and future
+   workloads of /work/shared/peers/WORKLOADS.md. The loop workloads print
+   one RESULT line per loop backend (cloop-epoll, ...); switch and future
+   one per coroutine switch mode (cloop = asm, cloop-fast, cloop-ucontext).
 
-   usage: cloop-bench callbacks|timers|timers-cancel [--n N]
+   usage: cloop-bench callbacks|timers|timers-cancel|switch|future [--n N]
 
    Timing boundaries follow the peers' (shared/peers/c/uv_bench.c):
    - the loop is created, and its cached time refreshed, before the clock;
@@ -9,8 +11,18 @@
      and the timers' memory is one array allocated (not touched) before it;
    - timers-cancel times insert + cancel only; the run until idle that
      follows is untimed and must return at once with no timer fired.
+   switch follows shared/peers/c/switch_fcontext.cpp: N rounded up to even,
+   the other side started before the clock, only the ping-pong timed.
+   future follows shared/peers/python/bench.py: the clock runs inside the
+   task, around the N create/call_soon/await rounds only (not the spawn,
+   the task's first switch or the loop's start and end).
    Any failed check prints a message on stderr and exits 1. */
 #include <cloop.h>
+
+/* The raw context switch (internal to CLoop): cloop__ctx_make,
+   cloop__ctx_switch, the stack pool. bench/CMakeLists.txt adds
+   Sources/CLoop to the include path. */
+#include "../Sources/CLoop/coro.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -258,20 +270,251 @@ static uint64_t bench_timers_cancel(const struct variant *v, cloop_loop *loop,
   return t1 - t0;
 }
 
+/* ---- switch modes (switch, future) -------------------------------------- */
+
+/* One RESULT line per entry. A mode this machine lacks (the asm ones off
+   x86-64, where cloop__switch_resolve falls back to ucontext) is skipped
+   with a note rather than measured under a name that would not fit. */
+static const struct switch_variant {
+  const char *impl;
+  cloop_switch mode;
+} SWITCH_VARIANTS[] = {
+    {"cloop", CLOOP_SWITCH_ASM},
+    {"cloop-fast", CLOOP_SWITCH_FAST},
+    {"cloop-ucontext", CLOOP_SWITCH_UCONTEXT},
+};
+
+#define NSWITCH_VARIANTS (sizeof SWITCH_VARIANTS / sizeof SWITCH_VARIANTS[0])
+
+static int switch_available(const struct switch_variant *v) {
+  cloop_switch resolved;
+  if (cloop__switch_resolve(v->mode, &resolved) < 0)
+    fail("%s: cloop__switch_resolve rejected mode %s", v->impl,
+         cloop_switch_name(v->mode));
+  if (resolved != v->mode) {
+    fprintf(stderr, "%s: %s: switch %s not available here (it would be %s), "
+                    "skipped\n",
+            g_workload, v->impl, cloop_switch_name(v->mode),
+            cloop_switch_name(resolved));
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- switch ------------------------------------------------------------- */
+
+/* The raw switch of coro.h, as the boost peer times jump_fcontext: main
+   and pong hand control to each other. Each side adds one to `ball` each
+   time it gets control, so after the start (1) and R timed rounds it must
+   be 1 + 2R; pong's own count must be R + 1. */
+static struct {
+  cloop__ctx main, pong;
+  cloop_switch mode;
+  uint64_t ball;       /* transfers so far, counted by whoever receives one */
+  uint64_t pong_runs;  /* times pong got control */
+  int stop;
+} sw;
+
+static void pong_entry(void *arg) {
+  (void)arg;
+  while (!sw.stop) {
+    sw.ball++;
+    sw.pong_runs++;
+    cloop__ctx_switch(&sw.pong, &sw.main, sw.mode);
+  }
+  cloop__ctx_exit(&sw.pong, &sw.main, sw.mode);
+}
+
+static uint64_t bench_switch_one(const struct switch_variant *v,
+                                 uint64_t rounds) {
+  cloop__stack_pool pool;
+  cloop__stack_pool_init(&pool, CLOOP_STACK_DEFAULT);
+  char *stack = cloop__stack_take(&pool);
+  if (!stack)
+    fail("%s: cloop__stack_take: out of memory", v->impl);
+  memset(&sw, 0, sizeof sw);
+  sw.mode = v->mode;
+  int rc = cloop__ctx_make(&sw.pong, v->mode, stack, pool.size, pong_entry,
+                           NULL);
+  if (rc < 0)
+    fail("%s: cloop__ctx_make: %s", v->impl, cloop_strerror(rc));
+  cloop__ctx_switch(&sw.main, &sw.pong, v->mode); /* start pong, untimed */
+  if (sw.ball != 1 || sw.pong_runs != 1)
+    fail("%s: starting pong: ball %" PRIu64 ", pong ran %" PRIu64 " times",
+         v->impl, sw.ball, sw.pong_runs);
+
+  uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < rounds; i++) {
+    cloop__ctx_switch(&sw.main, &sw.pong, v->mode);
+    sw.ball++;
+  }
+  uint64_t t1 = now_ns();
+
+  if (sw.ball != 1 + 2 * rounds || sw.pong_runs != 1 + rounds)
+    fail("%s: after %" PRIu64 " rounds: %" PRIu64 " transfers counted "
+         "(expected %" PRIu64 "), pong ran %" PRIu64 " times (expected %"
+         PRIu64 ")",
+         v->impl, rounds, sw.ball - 1, 2 * rounds, sw.pong_runs, rounds + 1);
+  /* Untimed: let pong leave its loop and end with cloop__ctx_exit. */
+  sw.stop = 1;
+  cloop__ctx_switch(&sw.main, &sw.pong, v->mode);
+  if (sw.pong_runs != 1 + rounds)
+    fail("%s: pong ran again after being stopped", v->impl);
+  cloop__ctx_free(&sw.pong);
+  cloop__ctx_free(&sw.main);
+  cloop__stack_give(&pool, stack);
+  cloop__stack_pool_free(&pool);
+  return t1 - t0;
+}
+
+static void bench_switch(uint64_t n) {
+  /* A round is two transfers: to pong and back. */
+  uint64_t rounds = (n + 1) / 2;
+  int measured = 0;
+  for (size_t i = 0; i < NSWITCH_VARIANTS; i++) {
+    const struct switch_variant *v = &SWITCH_VARIANTS[i];
+    if (!switch_available(v))
+      continue;
+    uint64_t wall = bench_switch_one(v, rounds);
+    print_result("switch", v->impl, 2 * rounds,
+                 (double)wall / (double)(2 * rounds), "ns/op");
+    measured++;
+  }
+  if (!measured)
+    fail("no switch mode could run");
+}
+
+/* ---- future ------------------------------------------------------------- */
+
+/* One round's future and the handle that completes it with `value`. They
+   live on the task's stack, as a local future would. */
+struct future_round {
+  cloop_future future;
+  cloop_handle set;
+  intptr_t value;
+};
+
+static const struct switch_variant *fut_variant;
+
+static void on_set_result(void *arg) {
+  struct future_round *r = arg;
+  int rc = cloop_future_set_result(&r->future, r->value);
+  if (rc != 0)
+    fail("%s: cloop_future_set_result: %s", fut_variant->impl,
+         cloop_strerror(rc));
+}
+
+static struct {
+  cloop_loop *loop;
+  uint64_t n;
+  uint64_t wall;
+} fut;
+
+/* The task: N times create a future, call_soon its completion, await it.
+   Returns N once every value has checked out. */
+static intptr_t future_task(void *arg) {
+  (void)arg;
+  cloop_loop *loop = fut.loop;
+  uint64_t n = fut.n;
+  uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    struct future_round r;
+    cloop_future_init(&r.future, loop);
+    r.value = (intptr_t)i;
+    cloop_handle_init(&r.set, on_set_result, &r);
+    cloop_call_soon(loop, &r.set);
+    intptr_t value = -1;
+    int rc = cloop_await(&r.future, &value);
+    if (rc != 0)
+      fail("%s: cloop_await: %s", fut_variant->impl, cloop_strerror(rc));
+    if (value != (intptr_t)i)
+      fail("%s: round %" PRIu64 ": awaited %" PRIdPTR ", expected %" PRIu64,
+           fut_variant->impl, i, value, i);
+  }
+  uint64_t t1 = now_ns();
+  fut.wall = t1 - t0;
+  return (intptr_t)n;
+}
+
+static uint64_t bench_future_one(const struct switch_variant *v, uint64_t n) {
+  fut_variant = v;
+  cloop_options opts;
+  cloop_options_init(&opts);
+  opts.backend = CLOOP_BACKEND_EPOLL;
+  opts.switch_mode = v->mode;
+  cloop_loop *loop = NULL;
+  int rc = cloop_loop_new(&loop, &opts);
+  if (rc < 0)
+    fail("%s: cloop_loop_new: %s", v->impl, cloop_strerror(rc));
+  if (cloop_loop_backend(loop) != CLOOP_BACKEND_EPOLL)
+    fail("%s: asked for backend epoll, got %s", v->impl,
+         cloop_backend_name(cloop_loop_backend(loop)));
+  if (cloop_loop_switch(loop) != v->mode)
+    fail("%s: asked for switch %s, got %s", v->impl,
+         cloop_switch_name(v->mode),
+         cloop_switch_name(cloop_loop_switch(loop)));
+  fut.loop = loop;
+  fut.n = n;
+  fut.wall = 0;
+
+  cloop_task *task = NULL;
+  rc = cloop_spawn(loop, &task, future_task, NULL, "future");
+  if (rc < 0)
+    fail("%s: cloop_spawn: %s", v->impl, cloop_strerror(rc));
+  rc = cloop_run(loop);
+  if (rc < 0)
+    fail("%s: cloop_run: %s", v->impl, cloop_strerror(rc));
+  if (rc != 0)
+    fail("%s: cloop_run returned %d, expected 0 (nothing left)", v->impl, rc);
+
+  cloop_future *done = cloop_task_future(task);
+  if (done->state != CLOOP_DONE)
+    fail("%s: the task ended in state %d with error %d (%s)", v->impl,
+         done->state, done->error, cloop_strerror(done->error));
+  if (done->value != (intptr_t)n)
+    fail("%s: the task returned %" PRIdPTR ", expected %" PRIu64, v->impl,
+         done->value, n);
+  cloop_task_release(task);
+  rc = cloop_loop_free(loop);
+  if (rc < 0)
+    fail("%s: cloop_loop_free: %s", v->impl, cloop_strerror(rc));
+  return fut.wall;
+}
+
+static void bench_future(uint64_t n) {
+  int measured = 0;
+  for (size_t i = 0; i < NSWITCH_VARIANTS; i++) {
+    const struct switch_variant *v = &SWITCH_VARIANTS[i];
+    if (!switch_available(v))
+      continue;
+    uint64_t wall = bench_future_one(v, n);
+    print_result("future", v->impl, n, (double)wall / (double)n, "ns/op");
+    measured++;
+  }
+  if (!measured)
+    fail("no switch mode could run");
+}
+
 /* ---- main --------------------------------------------------------------- */
 
+/* A loop workload runs once per backend variant (run); a coroutine
+   workload runs its own variants and prints its lines (run_all). */
 static const struct workload {
   const char *name;
   uint64_t default_n;
   uint64_t (*run)(const struct variant *, cloop_loop *, uint64_t);
+  void (*run_all)(uint64_t);
 } WORKLOADS[] = {
-    {"callbacks", 5000000, bench_callbacks},
-    {"timers", 1000000, bench_timers},
-    {"timers-cancel", 1000000, bench_timers_cancel},
+    {"callbacks", 5000000, bench_callbacks, NULL},
+    {"timers", 1000000, bench_timers, NULL},
+    {"timers-cancel", 1000000, bench_timers_cancel, NULL},
+    {"switch", 10000000, NULL, bench_switch},
+    {"future", 1000000, NULL, bench_future},
 };
 
 static void usage(void) {
-  fprintf(stderr, "usage: cloop-bench callbacks|timers|timers-cancel [--n N]\n");
+  fprintf(stderr, "usage: cloop-bench "
+                  "callbacks|timers|timers-cancel|switch|future [--n N]\n");
   exit(2);
 }
 
@@ -316,6 +559,10 @@ int main(int argc, char **argv) {
   }
   g_workload = w->name;
   uint64_t n = parse_n(argc, argv, w->default_n);
+  if (w->run_all) {
+    w->run_all(n);
+    return 0;
+  }
 
   int measured = 0;
   for (size_t i = 0; i < NVARIANTS; i++) {

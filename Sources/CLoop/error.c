@@ -2,6 +2,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 const char *cloop_strerror(int err) {
   switch (err) {
   case 0: return "success";
+  case -ETIMEDOUT: /* glibc says "Connection timed out"; deadlines use it too */
+    return "Timed out";
   case CLOOP_ENOBACKEND:
     return "the backend asked for is not available (not built in, or its "
            "setup failed)";

@@ -155,7 +155,9 @@ void cloop_task_release(cloop_task *t) {
 
 cloop_future *cloop_task_future(cloop_task *t) { return &t->future; }
 
-cloop_task *cloop_current_task(cloop_loop *loop) { return loop->current; }
+cloop_task *cloop_current_task(void) { return cloop__running; }
+
+cloop_loop *cloop_task_loop(const cloop_task *t) { return t->loop; }
 
 const char *cloop_task_name(const cloop_task *t) { return t->name; }
 
@@ -222,6 +224,8 @@ static int wait_for(cloop_task *t, cloop_future *f, int quiet) {
       return 0;
     if (f->loop != t->loop)
       cloop__misuse("task '%s' awaits a future of another loop", t->name);
+    if (f == &t->future)
+      cloop__misuse("task '%s' awaits its own future", t->name);
     t->park = PARK_FUTURE;
     t->parked_on = f;
     ring_push(&f->waiters, &t->step);
@@ -439,15 +443,20 @@ static void report_unretrieved(cloop_task *t, int err, void *arg) {
 void cloop__tasks_close(cloop_loop *loop) {
   if (loop->current)
     cloop__misuse("closing a loop from inside its task '%s'", loop->current->name);
-  if (loop->live_tasks) {
+  /* asyncio.run's ending: cancel each live task once and run the loop
+     until they have unwound. A task spawned while others unwind is
+     cancelled in the next round. */
+  loop->running = 1;
+  while (loop->live_tasks) {
     for (cloop_task *t = loop->tasks; t; t = t->next)
-      if (!t->finished)
+      if (!t->finished && !t->closing) {
+        t->closing = 1;
         cloop_task_cancel(t);
-    loop->running = 1;
-    while (loop->live_tasks && cloop__iterate(loop, -1) > 0)
-      ;
-    loop->running = 0;
+      }
+    if (cloop__iterate(loop, -1) <= 0)
+      break; /* what is left is parked on something nothing will complete */
   }
+  loop->running = 0;
   cloop_unretrieved_fn hook = loop->unretrieved ? loop->unretrieved : report_unretrieved;
   while (loop->tasks) {
     cloop_task *t = loop->tasks;

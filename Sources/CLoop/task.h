@@ -29,6 +29,7 @@ struct cloop_task {
   uint8_t park;
   uint8_t cancel_pending;  /* the next await returns -ECANCELED */
   uint8_t finished;        /* fn returned; the stack is back in the pool */
+  uint8_t closing;         /* cancelled by the loop's close */
   int refs;                /* the caller's reference + the running task's */
   struct cloop_task *prev, *next; /* the loop's tasks not yet freed */
   char name[32];

@@ -287,8 +287,11 @@ cloop_future *cloop_task_future(cloop_task *t);
    if it is not parked, its next one). Returns 1 if t had not finished. */
 int cloop_task_cancel(cloop_task *t);
 
-/* The task running now, or NULL on the loop's own stack. */
-cloop_task *cloop_current_task(cloop_loop *loop);
+/* The task running on this thread now, or NULL outside tasks. */
+cloop_task *cloop_current_task(void);
+/* The loop a task runs on; in a task, cloop_task_loop(cloop_current_task())
+   is the loop to spawn more on. */
+cloop_loop *cloop_task_loop(const cloop_task *t);
 const char *cloop_task_name(const cloop_task *t);
 
 /* In a task: parks until f is complete. Returns 0 with *value (may be

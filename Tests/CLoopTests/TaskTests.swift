@@ -1,0 +1,62 @@
+import CLoop
+import Foundation
+import Testing
+
+/// What a task body reads and writes; passed to C as the task's argument.
+final class TaskProbe {
+  var sleptNs: Int64
+  var json = ""
+  var finishedAt: UInt64 = 0
+  init(sleptNs: Int64) { self.sleptNs = sleptNs }
+}
+
+private struct Payload: Codable { var name: String; var values: [Int] }
+
+/// A task body in Swift, running on a CLoop coroutine stack: it sleeps on
+/// the loop, then does work that allocates, uses ARC and throws internally
+/// (JSONEncoder), then returns its sleep in milliseconds as the result.
+private let swiftTaskBody: cloop_task_fn = { arg in
+  let probe = Unmanaged<TaskProbe>.fromOpaque(arg!).takeUnretainedValue()
+  let r = cloop_sleep(probe.sleptNs)
+  if r < 0 { return Int(r) }
+  let payload = Payload(name: "task", values: Array(0..<100))
+  let data = (try? JSONEncoder().encode(payload)) ?? Data()
+  probe.json = String(decoding: data, as: UTF8.self)
+  probe.finishedAt = cloop_now(cloop_task_loop(cloop_current_task()))
+  return Int(probe.sleptNs / 1_000_000)
+}
+
+@Suite("Tasks on the C coroutine level, driven from Swift")
+struct TaskTests {
+  @Test("Swift bodies on coroutine stacks: sleep, JSON, a result per task",
+        arguments: [CLOOP_SWITCH_ASM, CLOOP_SWITCH_FAST, CLOOP_SWITCH_UCONTEXT])
+  func swiftBodiesRunOnCoroutineStacks(mode: cloop_switch) throws {
+    var options = cloop_options()
+    cloop_options_init(&options)
+    options.switch_mode = mode
+    var rawLoop: OpaquePointer?
+    try #require(cloop_loop_new(&rawLoop, &options) == 0)
+    let loop = try #require(rawLoop)
+    #expect(cloop_loop_switch(loop) == mode)
+
+    let probes = [30, 10, 20].map { TaskProbe(sleptNs: Int64($0) * 1_000_000) }
+    var tasks: [OpaquePointer?] = Array(repeating: nil, count: probes.count)
+    for (i, probe) in probes.enumerated() {
+      let arg = Unmanaged.passUnretained(probe).toOpaque()
+      #expect(cloop_spawn(loop, &tasks[i], swiftTaskBody, arg, "swift-\(i)") == 0)
+    }
+    #expect(cloop_run(loop) == 0)
+
+    // Each finished with its own result; they finished in deadline order.
+    for (i, task) in tasks.enumerated() {
+      let future = cloop_task_future(task)!
+      #expect(future.pointee.state == UInt8(CLOOP_DONE))
+      #expect(future.pointee.value == Int(probes[i].sleptNs / 1_000_000))
+      #expect(probes[i].json.contains("\"values\":[0,1,2"))
+    }
+    #expect(probes[1].finishedAt < probes[2].finishedAt)
+    #expect(probes[2].finishedAt < probes[0].finishedAt)
+    for task in tasks { cloop_task_release(task) }
+    #expect(cloop_loop_free(loop) == 0)
+  }
+}
