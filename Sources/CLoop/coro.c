@@ -28,10 +28,8 @@
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13: guard pages without a VMA split */
 #endif
 
-#if defined(__x86_64__)
+#ifdef CLOOP__HAVE_ASM
 #define HAVE_ASM 1
-void cloop__switch_asm(void **save_sp, void *load_sp);
-void cloop__switch_asm_fast(void **save_sp, void *load_sp);
 void cloop__coro_start(void);
 #endif
 
@@ -163,7 +161,7 @@ static inline void raw_switch(cloop__ctx *from, cloop__ctx *to,
   swapcontext(from->uc, to->uc);
 }
 
-void cloop__ctx_switch(cloop__ctx *from, cloop__ctx *to, cloop_switch mode) {
+void cloop__ctx_switch_slow(cloop__ctx *from, cloop__ctx *to, cloop_switch mode) {
 #ifdef CLOOP__ASAN
   asan_bounds(from);
   __sanitizer_start_switch_fiber(&from->fake_stack, to->stack_lo, to->stack_size);

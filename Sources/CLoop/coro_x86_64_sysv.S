@@ -3,8 +3,8 @@
  *   void cloop__switch_asm(void **save_sp, void *load_sp);
  *   void cloop__switch_asm_fast(void **save_sp, void *load_sp);
  *
- * Pushes the callee-saved state onto the current stack, stores the stack
- * pointer in *save_sp, loads load_sp and pops the state saved there. The
+ * Saves the callee-saved state on the current stack, stores the stack
+ * pointer in *save_sp, loads load_sp and restores the state saved there. The
  * caller-saved registers need no saving: the C caller assumes the call
  * clobbers them. The fast variant leaves out the FP control state (see
  * CLOOP_SWITCH_FAST in cloop.h) but keeps the same frame, so a stack is
@@ -38,28 +38,29 @@
         .p2align 4
 cloop__switch_asm:
         .cfi_startproc
-        pushq   %rbp                    /* callee-saved registers ...   */
-        pushq   %rbx
-        pushq   %r12
-        pushq   %r13
-        pushq   %r14
-        pushq   %r15
-        subq    $8, %rsp                /* ... and a slot for FP control */
+        leaq    -56(%rsp), %rsp         /* the frame; the call pushed +56 */
         stmxcsr (%rsp)                  /* MXCSR at +0                  */
         fnstcw  4(%rsp)                 /* x87 control word at +4       */
+        movq    %r15, 8(%rsp)           /* callee-saved registers       */
+        movq    %r14, 16(%rsp)
+        movq    %r13, 24(%rsp)
+        movq    %r12, 32(%rsp)
+        movq    %rbx, 40(%rsp)
+        movq    %rbp, 48(%rsp)
         movq    %rsp, (%rdi)            /* *save_sp = rsp               */
         movq    %rsi, %rsp              /* now on the other stack       */
+        movq    56(%rsp), %rcx          /* its return address, loaded first
+                                           so the jump target is known early */
         ldmxcsr (%rsp)
         fldcw   4(%rsp)
-        addq    $8, %rsp
-        popq    %r15
-        popq    %r14
-        popq    %r13
-        popq    %r12
-        popq    %rbx
-        popq    %rbp
-        popq    %rcx                    /* return address (rcx is scratch) */
-        jmpq    *%rcx
+        movq    8(%rsp), %r15
+        movq    16(%rsp), %r14
+        movq    24(%rsp), %r13
+        movq    32(%rsp), %r12
+        movq    40(%rsp), %rbx
+        movq    48(%rsp), %rbp
+        leaq    64(%rsp), %rsp          /* pop the frame and the address */
+        jmpq    *%rcx                   /* "return" on the other stack  */
         .cfi_endproc
         .size   cloop__switch_asm, .-cloop__switch_asm
 
@@ -68,23 +69,23 @@ cloop__switch_asm:
         .p2align 4
 cloop__switch_asm_fast:
         .cfi_startproc
-        pushq   %rbp
-        pushq   %rbx
-        pushq   %r12
-        pushq   %r13
-        pushq   %r14
-        pushq   %r15
-        subq    $8, %rsp                /* FP control slot, left alone  */
+        leaq    -56(%rsp), %rsp         /* same frame; FP slot unused   */
+        movq    %r15, 8(%rsp)
+        movq    %r14, 16(%rsp)
+        movq    %r13, 24(%rsp)
+        movq    %r12, 32(%rsp)
+        movq    %rbx, 40(%rsp)
+        movq    %rbp, 48(%rsp)
         movq    %rsp, (%rdi)
         movq    %rsi, %rsp
-        addq    $8, %rsp
-        popq    %r15
-        popq    %r14
-        popq    %r13
-        popq    %r12
-        popq    %rbx
-        popq    %rbp
-        popq    %rcx
+        movq    56(%rsp), %rcx
+        movq    8(%rsp), %r15
+        movq    16(%rsp), %r14
+        movq    24(%rsp), %r13
+        movq    32(%rsp), %r12
+        movq    40(%rsp), %rbx
+        movq    48(%rsp), %rbp
+        leaq    64(%rsp), %rsp
         jmpq    *%rcx
         .cfi_endproc
         .size   cloop__switch_asm_fast, .-cloop__switch_asm_fast
