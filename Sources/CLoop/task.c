@@ -23,6 +23,7 @@
 static void task_step(void *arg);
 
 static void task_finish(cloop_task *t);
+static void deadline_passed(void *arg);
 
 /* Called by every awaiting function: the task running now, or abort. */
 static cloop_task *running_task(const char *fn) {
@@ -125,6 +126,8 @@ int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
   t->future.is_task = 1;
   cloop_handle_init(&t->step, task_step, t);
   cloop_timer_init(&t->sleep_timer, task_step, t);
+  cloop_timer_init(&t->deadline_timer, deadline_passed, t);
+  t->scope_min = UINT64_MAX;
   t->loop = loop;
   t->fn = fn;
   t->arg = arg;
@@ -171,7 +174,7 @@ void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
 
 /* Wakes a parked task early: takes its step handle back from where it is
    parked and queues it. The task then finds why in cancel_pending or
-   expired_scopes. */
+   deadline_hit. */
 static void interrupt(cloop_task *t) {
   switch (t->park) {
   case PARK_FUTURE:
@@ -205,7 +208,7 @@ static int interruption(cloop_task *t) {
     t->cancel_pending = 0;
     return -ECANCELED;
   }
-  return t->expired_scopes ? -ETIMEDOUT : 0;
+  return t->scope_min <= t->deadline_hit ? -ETIMEDOUT : 0;
 }
 
 /* ---- awaiting --------------------------------------------------------------- */
@@ -314,28 +317,37 @@ int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results) {
 
 /* ---- deadline scopes ----------------------------------------------------------- */
 
+/* The task's one deadline timer waits for the earliest deadline of its
+   scopes. Scopes keep only plain values, so that nothing the loop touches
+   lives on the task's stack (a shared-stack task's stack is elsewhere while
+   it is parked). */
 static void deadline_passed(void *arg) {
-  cloop_deadline *d = arg;
-  d->expired = 1;
-  d->task->expired_scopes++;
-  interrupt(d->task);
+  cloop_task *t = arg;
+  t->deadline_hit = t->scope_min;
+  interrupt(t);
+}
+
+static void arm_deadline(cloop_task *t) {
+  cloop_timer_cancel(t->loop, &t->deadline_timer);
+  if (t->scope_min != UINT64_MAX && t->scope_min > t->deadline_hit &&
+      cloop_call_at(t->loop, &t->deadline_timer, t->scope_min) < 0)
+    t->deadline_hit = t->scope_min; /* no memory for the timer: expire now */
 }
 
 int cloop_deadline_enter(cloop_deadline *d, int64_t timeout_ns) {
   cloop_task *t = running_task("cloop_deadline_enter");
-  cloop_timer_init(&d->timer, deadline_passed, d);
-  d->task = t;
-  d->expired = 0;
-  if (timeout_ns <= 0) {
-    d->expired = 1;
-    t->expired_scopes++;
-  } else {
-    int r = cloop_call_later(t->loop, &d->timer, timeout_ns);
-    if (r < 0)
-      return r;
-  }
+  uint64_t now = cloop_now(t->loop);
+  uint64_t when = timeout_ns <= 0 ? now : now + (uint64_t)timeout_ns;
+  d->when = when < now ? UINT64_MAX - 1 : when;
+  d->outer_min = t->scope_min;
   d->outer = t->deadlines;
   t->deadlines = d;
+  if (timeout_ns <= 0 && now > t->deadline_hit)
+    t->deadline_hit = now; /* passed already */
+  if (d->when < t->scope_min) {
+    t->scope_min = d->when;
+    arm_deadline(t);
+  }
   return 0;
 }
 
@@ -345,11 +357,12 @@ int cloop_deadline_exit(cloop_deadline *d) {
     cloop__misuse("cloop_deadline_exit: task '%s' leaves a deadline scope "
                   "that is not its innermost", t->name);
   t->deadlines = d->outer;
-  cloop_timer_cancel(t->loop, &d->timer);
-  if (!d->expired)
-    return 0;
-  t->expired_scopes--;
-  return -ETIMEDOUT;
+  int expired = d->when <= t->deadline_hit;
+  if (t->scope_min != d->outer_min) {
+    t->scope_min = d->outer_min;
+    arm_deadline(t);
+  }
+  return expired ? -ETIMEDOUT : 0;
 }
 
 /* ---- main and periodic tasks --------------------------------------------------- */
@@ -468,6 +481,7 @@ void cloop__tasks_close(cloop_loop *loop) {
       if (t->step.next)
         cloop_handle_cancel(loop, &t->step);
       cloop_timer_cancel(loop, &t->sleep_timer);
+      cloop_timer_cancel(loop, &t->deadline_timer);
     } else if (t->future.state == CLOOP_FAILED && !t->future.retrieved) {
       hook(t, t->future.error, loop->unretrieved_arg);
     }

@@ -25,7 +25,9 @@ struct cloop_task {
   cloop_timer sleep_timer; /* cloop_sleep's; its callback is task_step too */
   cloop_future *parked_on; /* PARK_FUTURE */
   cloop_deadline *deadlines; /* innermost deadline scope */
-  uint32_t expired_scopes; /* scopes entered whose deadline has passed */
+  cloop_timer deadline_timer; /* armed at scope_min */
+  uint64_t scope_min;      /* earliest deadline of the scopes entered */
+  uint64_t deadline_hit;   /* latest deadline seen to pass, 0 if none */
   uint8_t park;
   uint8_t cancel_pending;  /* the next await returns -ECANCELED */
   uint8_t finished;        /* fn returned; the stack is back in the pool */

@@ -320,13 +320,13 @@ int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results);
 
 /* A deadline scope (asyncio's timeout()): from enter to exit, once the
    deadline has passed every await of the task returns -ETIMEDOUT. Scopes
-   nest (exit them in reverse order); the one whose deadline passed reports
-   it. Lives on the task's stack. */
+   nest (exit them in reverse order); each reports whether its own deadline
+   passed. The struct is the task's own bookkeeping: the loop never touches
+   it, so it may live on any stack (the timer is the task's). */
 typedef struct cloop_deadline {
-  cloop_timer timer;
-  cloop_task *task;
+  uint64_t when;          /* monotonic ns */
+  uint64_t outer_min;     /* the task's earliest deadline before entering */
   struct cloop_deadline *outer;
-  int expired;
 } cloop_deadline;
 
 /* In a task: enters a scope ending timeout_ns from now (<= 0: already
