@@ -119,6 +119,18 @@ int cloop__ctx_make(cloop__ctx *c, cloop_switch mode, char *stack_lo,
   return 0;
 }
 
+char *cloop__ctx_sp(const cloop__ctx *c, cloop_switch mode) {
+  if (mode != CLOOP_SWITCH_UCONTEXT)
+    return c->sp;
+#if defined(__x86_64__)
+  return (char *)c->uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+  return (char *)c->uc->uc_mcontext.sp;
+#else
+#error "cloop__ctx_sp: no ucontext stack pointer for this machine"
+#endif
+}
+
 void cloop__ctx_free(cloop__ctx *c) {
   free(c->uc);
   c->uc = NULL;
@@ -232,9 +244,9 @@ static int add_slab(cloop__stack_pool *p) {
     p->slab_bytes = sizes;
     p->slab_cap = cap;
   }
-  if (p->nfree + n > p->cap) {
+  if (p->total + n > p->cap) { /* room for every stack, all given back */
     size_t cap = p->cap ? p->cap * 2 : 64;
-    while (cap < p->nfree + n)
+    while (cap < p->total + n)
       cap *= 2;
     char **list = realloc(p->free, cap * sizeof *list);
     if (!list)
@@ -259,6 +271,7 @@ static int add_slab(cloop__stack_pool *p) {
   /* Lowest address last, so it is handed out first. */
   for (size_t i = n; i-- > 0;)
     p->free[p->nfree++] = base + i * stride + CLOOP_STACK_GUARD;
+  p->total += n;
   p->slabs[p->nslabs] = base;
   p->slab_bytes[p->nslabs++] = bytes;
   if (p->next_slab < SLAB_MAX)
@@ -273,7 +286,7 @@ char *cloop__stack_take(cloop__stack_pool *p) {
 }
 
 /* Back on top of the pool: the next task reuses its pages already faulted
-   in. cap >= number of stacks ever mapped, so this never grows. */
+   in. cap >= total, the number of stacks mapped, so this never grows. */
 void cloop__stack_give(cloop__stack_pool *p, char *lo) {
   p->free[p->nfree++] = lo;
 }

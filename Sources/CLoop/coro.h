@@ -39,6 +39,9 @@ int cloop__switch_resolve(cloop_switch mode, cloop_switch *out);
    Returns 0 or -ENOMEM (ucontext's context). */
 int cloop__ctx_make(cloop__ctx *c, cloop_switch mode, char *stack_lo,
                     size_t size, void (*entry)(void *), void *arg);
+/* The stack pointer a suspended context will resume with. */
+char *cloop__ctx_sp(const cloop__ctx *c, cloop_switch mode);
+
 /* Releases what cloop__ctx_make allocated. */
 void cloop__ctx_free(cloop__ctx *c);
 
@@ -78,6 +81,7 @@ typedef struct cloop__stack_pool {
   size_t size;        /* usable bytes per stack */
   char **free;        /* stacks ready for reuse, most recent last */
   size_t nfree, cap;
+  size_t total;       /* stacks mapped */
   void **slabs;       /* mappings, for munmap at the end */
   size_t *slab_bytes;
   size_t nslabs, slab_cap;

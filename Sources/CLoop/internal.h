@@ -106,6 +106,9 @@ struct cloop_loop {
   size_t live_tasks;            /* tasks not finished */
   uint64_t tasks_spawned;       /* for default names */
   cloop__stack_pool stacks;
+  cloop_stack_mode task_stack;  /* tasks' default: PRIVATE or SHARED */
+  char *shared_lo;              /* the shared stack, from the pool */
+  struct cloop_task *shared_owner; /* whose frames are on it now */
   cloop_unretrieved_fn unretrieved;
   void *unretrieved_arg;
 

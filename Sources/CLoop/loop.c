@@ -60,6 +60,8 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
   if (!loop)
     return -ENOMEM;
   loop->switch_mode = switch_mode;
+  loop->task_stack = opts && opts->task_stack == CLOOP_STACK_SHARED
+                         ? CLOOP_STACK_SHARED : CLOOP_STACK_PRIVATE;
   cloop__stack_pool_init(&loop->stacks, stack_size);
   ring_init(&loop->ready);
   ring_init(&loop->ts_ring);

@@ -17,12 +17,17 @@
 #include "ring.h"
 #include "task.h"
 
+#ifdef CLOOP__ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 /* ---- switching in and out --------------------------------------------- */
 
 /* Runs on the loop's stack: resumes t until it parks again or finishes. */
 static void task_step(void *arg);
 
 static void task_finish(cloop_task *t);
+static void task_entry(void *arg);
 static void deadline_passed(void *arg);
 
 /* Called by every awaiting function: the task running now, or abort. */
@@ -39,9 +44,53 @@ static void suspend(cloop_task *t) {
   cloop__ctx_switch(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
 }
 
+/* ---- the shared stack --------------------------------------------------- */
+
+static int on_shared_stack(const cloop_loop *loop, const void *p) {
+  return loop->shared_lo && (const char *)p >= loop->shared_lo &&
+         (const char *)p < loop->shared_lo + loop->stacks.size;
+}
+
+/* Makes the shared stack t's: the owner's used part [sp, top) goes to its
+   heap buffer, t's comes back to the same addresses (or, the first time,
+   t's context is made there). Cost: a copy of both tasks' used bytes. */
+static void shared_swap_in(cloop_loop *loop, cloop_task *t) {
+  char *top = loop->shared_lo + loop->stacks.size;
+#ifdef CLOOP__ASAN
+  /* The frames moved in and out do not match ASan's shadow of them. */
+  __asan_unpoison_memory_region(loop->shared_lo, loop->stacks.size);
+#endif
+  cloop_task *old = loop->shared_owner;
+  if (old) {
+    char *sp = cloop__ctx_sp(&old->ctx, loop->switch_mode);
+    size_t used = (size_t)(top - sp);
+    if (used > old->saved_cap) {
+      char *buf = realloc(old->saved, used);
+      if (!buf)
+        cloop__misuse("out of memory saving the stack of task '%s' (%zu bytes)",
+                      old->name, used);
+      old->saved = buf;
+      old->saved_cap = used;
+    }
+    memcpy(old->saved, sp, used);
+    old->saved_len = used;
+  }
+  if (!t->started) {
+    if (cloop__ctx_make(&t->ctx, loop->switch_mode, loop->shared_lo,
+                        loop->stacks.size, task_entry, t) < 0)
+      cloop__misuse("out of memory starting task '%s'", t->name);
+    t->started = 1;
+  } else {
+    memcpy(top - t->saved_len, t->saved, t->saved_len);
+  }
+  loop->shared_owner = t;
+}
+
 static void task_step(void *arg) {
   cloop_task *t = arg;
   cloop_loop *loop = t->loop;
+  if (t->shared && loop->shared_owner != t)
+    shared_swap_in(loop, t);
   loop->current = t;
   cloop__running = t;
   cloop__ctx_switch(&loop->main_ctx, &t->ctx, loop->switch_mode);
@@ -74,6 +123,7 @@ static void task_free(cloop_task *t) {
   if (t->next)
     t->next->prev = t->prev;
   cloop__ctx_free(&t->ctx);
+  free(t->saved);
   free(t);
 }
 
@@ -87,10 +137,22 @@ static void task_unref(cloop_task *t) {
   task_free(t);
 }
 
+/* A private stack goes back to the pool; the shared one just has no
+   owner whose frames need saving. */
+static void release_stack(cloop_task *t) {
+  if (!t->shared)
+    cloop__stack_give(&t->loop->stacks, t->ctx.stack_lo);
+  else if (t->loop->shared_owner == t)
+    t->loop->shared_owner = NULL;
+  free(t->saved);
+  t->saved = NULL;
+  t->saved_len = t->saved_cap = 0;
+}
+
 /* On the loop's stack, right after the task's last switch. */
 static void task_finish(cloop_task *t) {
   cloop_loop *loop = t->loop;
-  cloop__stack_give(&loop->stacks, t->ctx.stack_lo);
+  release_stack(t);
   loop->live_tasks--;
   intptr_t r = t->result;
   if (r >= 0)
@@ -105,20 +167,36 @@ static void task_finish(cloop_task *t) {
 
 int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
                 void *arg, const char *name) {
+  cloop_spawn_options opts = {name, CLOOP_STACK_DEFAULT_MODE};
+  return cloop_spawn_ex(loop, out, fn, arg, &opts);
+}
+
+int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
+                   void *arg, const cloop_spawn_options *opts) {
   CLOOP__CHECK(loop, "cloop_spawn");
+  cloop_stack_mode mode = opts && opts->stack ? opts->stack : loop->task_stack;
   cloop_task *t = calloc(1, sizeof *t);
   if (!t)
     return -ENOMEM;
-  char *stack = cloop__stack_take(&loop->stacks);
-  if (!stack) {
-    free(t);
-    return -ENOMEM;
-  }
-  if (cloop__ctx_make(&t->ctx, loop->switch_mode, stack, loop->stacks.size,
-                      task_entry, t) < 0) {
-    cloop__stack_give(&loop->stacks, stack);
-    free(t);
-    return -ENOMEM;
+  if (mode == CLOOP_STACK_SHARED) {
+    /* Its context is made on the shared stack when it first runs. */
+    if (!loop->shared_lo && !(loop->shared_lo = cloop__stack_take(&loop->stacks))) {
+      free(t);
+      return -ENOMEM;
+    }
+    t->shared = 1;
+  } else {
+    char *stack = cloop__stack_take(&loop->stacks);
+    if (!stack) {
+      free(t);
+      return -ENOMEM;
+    }
+    if (cloop__ctx_make(&t->ctx, loop->switch_mode, stack, loop->stacks.size,
+                        task_entry, t) < 0) {
+      cloop__stack_give(&loop->stacks, stack);
+      free(t);
+      return -ENOMEM;
+    }
   }
   if (loop->live_tasks == 0)
     cloop__overflow_guard_init(); /* cheap after the first time */
@@ -133,8 +211,8 @@ int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
   t->arg = arg;
   t->refs = out ? 2 : 1;
   loop->tasks_spawned++;
-  if (name)
-    snprintf(t->name, sizeof t->name, "%s", name);
+  if (opts && opts->name)
+    snprintf(t->name, sizeof t->name, "%s", opts->name);
   else
     snprintf(t->name, sizeof t->name, "task-%llu",
              (unsigned long long)loop->tasks_spawned);
@@ -229,6 +307,10 @@ static int wait_for(cloop_task *t, cloop_future *f, int quiet) {
       cloop__misuse("task '%s' awaits a future of another loop", t->name);
     if (f == &t->future)
       cloop__misuse("task '%s' awaits its own future", t->name);
+    if (t->shared && on_shared_stack(t->loop, f))
+      cloop__misuse("task '%s' runs on the shared stack and awaits a future "
+                    "on it, which moves while it is parked (see "
+                    "CLOOP_STACK_SHARED)", t->name);
     t->park = PARK_FUTURE;
     t->parked_on = f;
     ring_push(&f->waiters, &t->step);
@@ -476,7 +558,7 @@ void cloop__tasks_close(cloop_loop *loop) {
     if (!t->finished) {
       fprintf(stderr, "cloop: task '%s' was still parked after being "
                       "cancelled; its stack is dropped\n", t->name);
-      cloop__stack_give(&loop->stacks, t->ctx.stack_lo);
+      release_stack(t);
       loop->live_tasks--;
       if (t->step.next)
         cloop_handle_cancel(loop, &t->step);

@@ -32,6 +32,10 @@ struct cloop_task {
   uint8_t cancel_pending;  /* the next await returns -ECANCELED */
   uint8_t finished;        /* fn returned; the stack is back in the pool */
   uint8_t closing;         /* cancelled by the loop's close */
+  uint8_t shared;          /* runs on the loop's shared stack */
+  uint8_t started;         /* a shared task's context exists */
+  char *saved;             /* shared: its frames while another owns the stack */
+  size_t saved_len, saved_cap;
   int refs;                /* the caller's reference + the running task's */
   struct cloop_task *prev, *next; /* the loop's tasks not yet freed */
   char name[32];

@@ -55,10 +55,36 @@ typedef enum cloop_switch {
    fesetenv, _MM_SET_ROUNDING_MODE) and suspends before restoring them; then
    the change leaks into whatever runs next on the thread. */
 
+/* Where a task's frames live (the coroutine level below).
+ *
+ * PRIVATE: its own guarded stack from the loop's pool. A switch is a
+ * register swap (about 5 ns here); a parked task keeps the pages it touched
+ * resident (4 KiB at least). Pointers into its stack stay valid while it is
+ * parked. The choice for tasks that run long, go deep or share pointers to
+ * their locals.
+ *
+ * SHARED: it runs on one loop-wide stack; when another shared task needs
+ * that stack, the used part (a few hundred bytes for a shallow task) is
+ * copied out to the heap, and copied back before the task resumes (libaco's
+ * copy-stack). A resume then costs a copy of both tasks' used bytes, but a
+ * parked task costs only those bytes: the choice for very many small
+ * tasks. Hazard: while it is parked its stack holds another task's frames,
+ * so the address of one of its locals must not be used by anything else
+ * while it waits -- not by another task, and not by the loop (a future it
+ * awaits, a handle or timer it schedules). Put such things in the heap or
+ * in memory of the task's spawner. cloop_await aborts on a future in the
+ * shared stack. */
+typedef enum cloop_stack_mode {
+  CLOOP_STACK_DEFAULT_MODE = 0, /* the loop's default (PRIVATE unless set) */
+  CLOOP_STACK_PRIVATE = 1,
+  CLOOP_STACK_SHARED = 2,
+} cloop_stack_mode;
+
 typedef struct cloop_options {
   cloop_backend backend;
   cloop_switch switch_mode;
   size_t stack_size; /* usable bytes per task stack; 0: CLOOP_STACK_DEFAULT */
+  cloop_stack_mode task_stack; /* tasks' default */
 } cloop_options;
 
 /* 256 KiB: Swift code (print, JSONEncoder) peaked at 23.5 KiB here and C
@@ -275,6 +301,15 @@ typedef intptr_t (*cloop_task_fn)(void *arg);
    syscall unless the pool is empty. Returns 0, -ENOMEM. */
 int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
                 void *arg, const char *name);
+
+/* cloop_spawn with the stack chosen per task. */
+typedef struct cloop_spawn_options {
+  const char *name;       /* may be NULL */
+  cloop_stack_mode stack; /* 0: the loop's default */
+} cloop_spawn_options;
+
+int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
+                   void *arg, const cloop_spawn_options *opts);
 
 /* Drops the caller's reference; the task's memory goes when the task has
    finished too. A failure nobody retrieved is still reported at close. */
