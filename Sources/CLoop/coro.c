@@ -343,7 +343,12 @@ static void on_segv(int sig, siginfo_t *si, void *context) {
                    (sp < lo && sp >= lo - CLOOP_STACK_GUARD);
     if (in_guard) {
       say("cloop: stack overflow in task '");
-      say(t->name);
+      if (t->name[0]) {
+        say(t->name);
+      } else { /* a default name not made yet: make it here, signal-safely */
+        say("task-");
+        say_number(t->id);
+      }
       say("' (its stack is ");
       say_number(t->ctx.stack_size >> 10);
       say(" KiB; raise cloop_options.stack_size, or keep large values off "

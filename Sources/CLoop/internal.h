@@ -72,6 +72,26 @@ void cloop__heap_remove(cloop__heap *h, uint32_t i);
 void cloop__run_due_timers(cloop_loop *loop, uint64_t now, uint64_t seq_limit);
 void cloop__heap_free(cloop__heap *h);
 
+/* ---- fixed-size objects (slab.c) ------------------------------------- */
+
+typedef struct cloop__slab {
+  void *base;
+  size_t bytes;
+} cloop__slab;
+
+typedef struct cloop__slab_pool {
+  size_t size;       /* object size, 16-byte multiple */
+  void *free;        /* free list, linked through the objects' first word */
+  cloop__slab *slabs;
+  size_t nslabs, cap;
+  size_t next_bytes; /* the next slab's size */
+} cloop__slab_pool;
+
+void cloop__slab_init(cloop__slab_pool *p, size_t size);
+void *cloop__slab_alloc(cloop__slab_pool *p);
+void cloop__slab_give(cloop__slab_pool *p, void *obj);
+void cloop__slab_free(cloop__slab_pool *p);
+
 /* ---- the loop --------------------------------------------------------- */
 
 typedef struct cloop__fd_slot {
@@ -106,6 +126,7 @@ struct cloop_loop {
   size_t live_tasks;            /* tasks not finished */
   uint64_t tasks_spawned;       /* for default names */
   cloop__stack_pool stacks;
+  cloop__slab_pool task_slab;   /* struct cloop_task + its inline save area */
   cloop_stack_mode task_stack;  /* tasks' default: PRIVATE or SHARED */
   char *shared_lo;              /* the shared stack, from the pool */
   struct cloop_task *shared_owner; /* whose frames are on it now */

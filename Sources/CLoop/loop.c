@@ -63,6 +63,7 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
   loop->task_stack = opts && opts->task_stack == CLOOP_STACK_SHARED
                          ? CLOOP_STACK_SHARED : CLOOP_STACK_PRIVATE;
   cloop__stack_pool_init(&loop->stacks, stack_size);
+  cloop__slab_init(&loop->task_slab, CLOOP__TASK_SLOT);
   ring_init(&loop->ready);
   ring_init(&loop->ts_ring);
   pthread_mutex_init(&loop->ts_lock, NULL);
@@ -91,6 +92,7 @@ int cloop_loop_free(cloop_loop *loop) {
     return -EBUSY;
   loop->ops->close(loop);
   cloop__stack_pool_free(&loop->stacks);
+  cloop__slab_free(&loop->task_slab);
   cloop__ctx_free(&loop->main_ctx);
   cloop__heap_free(&loop->timers);
   free(loop->fds);

@@ -65,10 +65,10 @@ static void shared_swap_in(cloop_loop *loop, cloop_task *t) {
     char *sp = cloop__ctx_sp(&old->ctx, loop->switch_mode);
     size_t used = (size_t)(top - sp);
     if (used > old->saved_cap) {
-      char *buf = realloc(old->saved, used);
+      char *buf = realloc(old->saved == old->save_inline ? NULL : old->saved, used);
       if (!buf)
         cloop__misuse("out of memory saving the stack of task '%s' (%zu bytes)",
-                      old->name, used);
+                      cloop_task_name(old), used);
       old->saved = buf;
       old->saved_cap = used;
     }
@@ -78,7 +78,7 @@ static void shared_swap_in(cloop_loop *loop, cloop_task *t) {
   if (!t->started) {
     if (cloop__ctx_make(&t->ctx, loop->switch_mode, loop->shared_lo,
                         loop->stacks.size, task_entry, t) < 0)
-      cloop__misuse("out of memory starting task '%s'", t->name);
+      cloop__misuse("out of memory starting task '%s'", cloop_task_name(t));
     t->started = 1;
   } else {
     memcpy(top - t->saved_len, t->saved, t->saved_len);
@@ -107,7 +107,7 @@ static void task_entry(void *arg) {
   t->result = t->cancel_pending ? -ECANCELED : t->fn(t->arg);
   if (t->deadlines)
     cloop__misuse("task '%s' returned inside a deadline scope "
-                  "(call cloop_deadline_exit first)", t->name);
+                  "(call cloop_deadline_exit first)", cloop_task_name(t));
   t->finished = 1;
   cloop__ctx_exit(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
 }
@@ -123,8 +123,9 @@ static void task_free(cloop_task *t) {
   if (t->next)
     t->next->prev = t->prev;
   cloop__ctx_free(&t->ctx);
-  free(t->saved);
-  free(t);
+  if (t->saved != t->save_inline)
+    free(t->saved);
+  cloop__slab_give(&loop->task_slab, t);
 }
 
 /* Drops one reference. The last one frees the task -- unless it failed
@@ -144,9 +145,11 @@ static void release_stack(cloop_task *t) {
     cloop__stack_give(&t->loop->stacks, t->ctx.stack_lo);
   else if (t->loop->shared_owner == t)
     t->loop->shared_owner = NULL;
-  free(t->saved);
-  t->saved = NULL;
-  t->saved_len = t->saved_cap = 0;
+  if (t->saved != t->save_inline)
+    free(t->saved);
+  t->saved = t->save_inline;
+  t->saved_len = 0;
+  t->saved_cap = CLOOP__SAVE_INLINE;
 }
 
 /* On the loop's stack, right after the task's last switch. */
@@ -175,26 +178,28 @@ int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
                    void *arg, const cloop_spawn_options *opts) {
   CLOOP__CHECK(loop, "cloop_spawn");
   cloop_stack_mode mode = opts && opts->stack ? opts->stack : loop->task_stack;
-  cloop_task *t = calloc(1, sizeof *t);
+  cloop_task *t = cloop__slab_alloc(&loop->task_slab); /* zeroed */
   if (!t)
     return -ENOMEM;
+  t->saved = t->save_inline;
+  t->saved_cap = CLOOP__SAVE_INLINE;
   if (mode == CLOOP_STACK_SHARED) {
     /* Its context is made on the shared stack when it first runs. */
     if (!loop->shared_lo && !(loop->shared_lo = cloop__stack_take(&loop->stacks))) {
-      free(t);
+      cloop__slab_give(&loop->task_slab, t);
       return -ENOMEM;
     }
     t->shared = 1;
   } else {
     char *stack = cloop__stack_take(&loop->stacks);
     if (!stack) {
-      free(t);
+      cloop__slab_give(&loop->task_slab, t);
       return -ENOMEM;
     }
     if (cloop__ctx_make(&t->ctx, loop->switch_mode, stack, loop->stacks.size,
                         task_entry, t) < 0) {
       cloop__stack_give(&loop->stacks, stack);
-      free(t);
+      cloop__slab_give(&loop->task_slab, t);
       return -ENOMEM;
     }
   }
@@ -211,11 +216,12 @@ int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
   t->arg = arg;
   t->refs = out ? 2 : 1;
   loop->tasks_spawned++;
-  if (opts && opts->name)
-    snprintf(t->name, sizeof t->name, "%s", opts->name);
-  else
-    snprintf(t->name, sizeof t->name, "task-%llu",
-             (unsigned long long)loop->tasks_spawned);
+  t->id = loop->tasks_spawned;
+  if (opts && opts->name) { /* a default name is made when first asked for */
+    size_t len = strnlen(opts->name, sizeof t->name - 1);
+    memcpy(t->name, opts->name, len);
+    t->name[len] = 0;
+  }
   t->next = loop->tasks;
   if (loop->tasks)
     loop->tasks->prev = t;
@@ -230,7 +236,7 @@ int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
 void cloop_task_release(cloop_task *t) {
   CLOOP__CHECK(t->loop, "cloop_task_release");
   if (t->refs <= (t->finished ? 0 : 1))
-    cloop__misuse("cloop_task_release on task '%s' without a reference", t->name);
+    cloop__misuse("cloop_task_release on task '%s' without a reference", cloop_task_name(t));
   task_unref(t);
 }
 
@@ -240,7 +246,12 @@ cloop_task *cloop_current_task(void) { return cloop__running; }
 
 cloop_loop *cloop_task_loop(const cloop_task *t) { return t->loop; }
 
-const char *cloop_task_name(const cloop_task *t) { return t->name; }
+const char *cloop_task_name(const cloop_task *ct) {
+  cloop_task *t = (cloop_task *)ct; /* the name is made once, on demand */
+  if (!t->name[0])
+    snprintf(t->name, sizeof t->name, "task-%llu", (unsigned long long)t->id);
+  return t->name;
+}
 
 void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
                                 void *arg) {
@@ -304,13 +315,13 @@ static int wait_for(cloop_task *t, cloop_future *f, int quiet) {
     if (f->state != CLOOP_PENDING)
       return 0;
     if (f->loop != t->loop)
-      cloop__misuse("task '%s' awaits a future of another loop", t->name);
+      cloop__misuse("task '%s' awaits a future of another loop", cloop_task_name(t));
     if (f == &t->future)
-      cloop__misuse("task '%s' awaits its own future", t->name);
+      cloop__misuse("task '%s' awaits its own future", cloop_task_name(t));
     if (t->shared && on_shared_stack(t->loop, f))
       cloop__misuse("task '%s' runs on the shared stack and awaits a future "
                     "on it, which moves while it is parked (see "
-                    "CLOOP_STACK_SHARED)", t->name);
+                    "CLOOP_STACK_SHARED)", cloop_task_name(t));
     t->park = PARK_FUTURE;
     t->parked_on = f;
     ring_push(&f->waiters, &t->step);
@@ -437,7 +448,7 @@ int cloop_deadline_exit(cloop_deadline *d) {
   cloop_task *t = running_task("cloop_deadline_exit");
   if (t->deadlines != d)
     cloop__misuse("cloop_deadline_exit: task '%s' leaves a deadline scope "
-                  "that is not its innermost", t->name);
+                  "that is not its innermost", cloop_task_name(t));
   t->deadlines = d->outer;
   int expired = d->when <= t->deadline_hit;
   if (t->scope_min != d->outer_min) {
@@ -532,12 +543,12 @@ intptr_t cloop_main(cloop_task_fn fn, void *arg, const cloop_options *opts) {
 static void report_unretrieved(cloop_task *t, int err, void *arg) {
   (void)arg;
   fprintf(stderr, "cloop: task '%s' failed with %d (%s) and nobody "
-                  "retrieved its error\n", t->name, err, cloop_strerror(err));
+                  "retrieved its error\n", cloop_task_name(t), err, cloop_strerror(err));
 }
 
 void cloop__tasks_close(cloop_loop *loop) {
   if (loop->current)
-    cloop__misuse("closing a loop from inside its task '%s'", loop->current->name);
+    cloop__misuse("closing a loop from inside its task '%s'", cloop_task_name(loop->current));
   /* asyncio.run's ending: cancel each live task once and run the loop
      until they have unwound. A task spawned while others unwind is
      cancelled in the next round. */
@@ -557,7 +568,7 @@ void cloop__tasks_close(cloop_loop *loop) {
     cloop_task *t = loop->tasks;
     if (!t->finished) {
       fprintf(stderr, "cloop: task '%s' was still parked after being "
-                      "cancelled; its stack is dropped\n", t->name);
+                      "cancelled; its stack is dropped\n", cloop_task_name(t));
       release_stack(t);
       loop->live_tasks--;
       if (t->step.next)

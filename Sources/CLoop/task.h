@@ -34,12 +34,22 @@ struct cloop_task {
   uint8_t closing;         /* cancelled by the loop's close */
   uint8_t shared;          /* runs on the loop's shared stack */
   uint8_t started;         /* a shared task's context exists */
-  char *saved;             /* shared: its frames while another owns the stack */
+  char *saved;             /* shared: its frames while another owns the
+                              stack; save_inline, or the heap if larger */
   size_t saved_len, saved_cap;
   int refs;                /* the caller's reference + the running task's */
   struct cloop_task *prev, *next; /* the loop's tasks not yet freed */
-  char name[32];
+  uint64_t id;             /* spawn order, for the default name */
+  char name[32];           /* "" until cloop_task_name makes "task-<id>" */
+  char save_inline[];      /* CLOOP__SAVE_INLINE bytes, in the same slab slot */
 };
+
+/* A shallow shared-stack task parks with about 128 bytes in use; this much
+   rides in the task's own slot, so saving it needs no allocation. */
+#define CLOOP__SAVE_INLINE 192
+
+/* The loop's task slab holds objects of this size. */
+#define CLOOP__TASK_SLOT (sizeof(struct cloop_task) + CLOOP__SAVE_INLINE)
 
 /* Completes any future, a task's included (future.c). */
 int cloop__future_complete(cloop_future *f, int state, intptr_t value, int err);
