@@ -99,6 +99,21 @@ int cloop__ctx_make(cloop__ctx *c, cloop_switch mode, char *stack_lo,
     return 0;
   }
 #ifdef HAVE_ASM
+#if defined(__aarch64__)
+  /* The frame cloop__switch_asm pops (see the table in coro_aarch64.S):
+     22 slots, 176 bytes, at the 16-byte-aligned top of the stack. */
+  uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
+  void **sp = (void **)(top - 176);
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  memset(sp, 0, 176);              /* d8-d15, x21-x28; x29 = 0 ends
+                                      frame-pointer walks */
+  memcpy(&sp[0], &fpcr, 8);        /* this thread's FP control */
+  sp[10] = (void *)entry;          /* x19: the entry */
+  sp[11] = arg;                    /* x20: the argument */
+  sp[21] = (void *)cloop__coro_start; /* x30 */
+  c->sp = sp;
+#else
   /* The frame cloop__switch_asm pops (see the table in the .S file), at
      the 16-byte-aligned top of the stack. */
   uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
@@ -113,6 +128,7 @@ int cloop__ctx_make(cloop__ctx *c, cloop_switch mode, char *stack_lo,
   sp[6] = NULL;                    /* rbp: ends frame-pointer walks */
   sp[7] = (void *)cloop__coro_start;
   c->sp = sp;
+#endif
 #else
   (void)entry, (void)arg;
 #endif

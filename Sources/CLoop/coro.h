@@ -30,7 +30,7 @@ typedef struct cloop__ctx {
 } cloop__ctx;
 
 /* The switch to use on this machine for `mode` (AUTO resolved from
-   $CLOOP_SWITCH; asm modes fall back to ucontext off x86-64). Returns -1 for a bad
+   $CLOOP_SWITCH; asm modes fall back to ucontext off x86-64/AArch64). Returns -1 for a bad
    $CLOOP_SWITCH. */
 int cloop__switch_resolve(cloop_switch mode, cloop_switch *out);
 
@@ -45,7 +45,7 @@ char *cloop__ctx_sp(const cloop__ctx *c, cloop_switch mode);
 /* Releases what cloop__ctx_make allocated. */
 void cloop__ctx_free(cloop__ctx *c);
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
 #define CLOOP__HAVE_ASM 1
 void cloop__switch_asm(void **save_sp, void *load_sp);      /* coro_*.S */
 void cloop__switch_asm_fast(void **save_sp, void *load_sp);

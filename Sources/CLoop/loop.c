@@ -191,7 +191,8 @@ void cloop_stop(cloop_loop *loop) {
 
 /* One iteration, in DESIGN.md's order. Returns 1 while work remains, 0 when
    nothing is left, or -errno from the poller. */
-int cloop__iterate(cloop_loop *loop, int64_t timeout_ns) {
+static inline __attribute__((always_inline)) int
+iterate(cloop_loop *loop, int64_t timeout_ns) {
   /* 1. How long may the poll wait? Not at all while work is ready; until
      the earliest timer; without limit while only watchers or references
      keep the loop alive. */
@@ -240,13 +241,20 @@ int cloop__iterate(cloop_loop *loop, int64_t timeout_ns) {
   ring_splice(&batch, &loop->ready);
   while (!ring_empty(&batch)) {
     cloop_handle *h = ring_pop(&batch);
-    h->fn(h->arg);
+    if (h->fn == cloop__task_step) /* the one exception: see task.h */
+      cloop__task_resume(loop, h->arg);
+    else
+      h->fn(h->arg);
   }
   if (timers_due)
     cloop__run_due_timers(loop, now, seq_limit);
 
   return !ring_empty(&loop->ready) || loop->timers.len || loop->alive ||
          atomic_load_explicit(&loop->ts_pending, memory_order_relaxed);
+}
+
+int cloop__iterate(cloop_loop *loop, int64_t timeout_ns) {
+  return iterate(loop, timeout_ns);
 }
 
 int cloop_run_once(cloop_loop *loop, int64_t timeout_ns) {
@@ -266,7 +274,7 @@ int cloop_run(cloop_loop *loop) {
   loop->running = 1;
   int r;
   do {
-    r = cloop__iterate(loop, -1);
+    r = iterate(loop, -1); /* inline: no call and return per iteration */
     if (r >= 0 && loop->stopping)
       r = 1;
   } while (r > 0 && !loop->stopping);

@@ -23,10 +23,6 @@
 
 /* ---- switching in and out --------------------------------------------- */
 
-/* Runs on the loop's stack: resumes t until it parks again or finishes. */
-static void task_step(void *arg);
-
-static void task_finish(cloop_task *t);
 static void task_entry(void *arg);
 static void deadline_passed(void *arg);
 
@@ -40,7 +36,7 @@ static cloop_task *running_task(const char *fn) {
 }
 
 /* Back to the loop; returns when the task is resumed. */
-static void suspend(cloop_task *t) {
+static inline __attribute__((always_inline)) void suspend(cloop_task *t) {
   cloop__ctx_switch(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
 }
 
@@ -54,7 +50,7 @@ static int on_shared_stack(const cloop_loop *loop, const void *p) {
 /* Makes the shared stack t's: the owner's used part [sp, top) goes to its
    heap buffer, t's comes back to the same addresses (or, the first time,
    t's context is made there). Cost: a copy of both tasks' used bytes. */
-static void shared_swap_in(cloop_loop *loop, cloop_task *t) {
+void cloop__shared_swap_in(cloop_loop *loop, cloop_task *t) {
   char *top = loop->shared_lo + loop->stacks.size;
 #ifdef CLOOP__ASAN
   /* The frames moved in and out do not match ASan's shadow of them. */
@@ -86,25 +82,16 @@ static void shared_swap_in(cloop_loop *loop, cloop_task *t) {
   loop->shared_owner = t;
 }
 
-static void task_step(void *arg) {
+void cloop__task_step(void *arg) {
   cloop_task *t = arg;
-  cloop_loop *loop = t->loop;
-  if (t->shared && loop->shared_owner != t)
-    shared_swap_in(loop, t);
-  loop->current = t;
-  cloop__running = t;
-  cloop__ctx_switch(&loop->main_ctx, &t->ctx, loop->switch_mode);
-  cloop__running = NULL;
-  loop->current = NULL;
-  if (t->finished)
-    task_finish(t);
+  cloop__task_resume(t->loop, t);
 }
 
 /* The coroutine's entry. A task cancelled before it first ran never runs
    its body (asyncio throws CancelledError in at the first step). */
 static void task_entry(void *arg) {
   cloop_task *t = arg;
-  t->result = t->cancel_pending ? -ECANCELED : t->fn(t->arg);
+  t->result = t->cancel_pending && !t->always_run ? -ECANCELED : t->fn(t->arg);
   if (t->deadlines)
     cloop__misuse("task '%s' returned inside a deadline scope "
                   "(call cloop_deadline_exit first)", cloop_task_name(t));
@@ -153,7 +140,7 @@ static void release_stack(cloop_task *t) {
 }
 
 /* On the loop's stack, right after the task's last switch. */
-static void task_finish(cloop_task *t) {
+void cloop__task_finish(cloop_task *t) {
   cloop_loop *loop = t->loop;
   release_stack(t);
   loop->live_tasks--;
@@ -207,8 +194,8 @@ int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
     cloop__overflow_guard_init(); /* cheap after the first time */
   cloop_future_init(&t->future, loop);
   t->future.is_task = 1;
-  cloop_handle_init(&t->step, task_step, t);
-  cloop_timer_init(&t->sleep_timer, task_step, t);
+  cloop_handle_init(&t->step, cloop__task_step, t);
+  cloop_timer_init(&t->sleep_timer, cloop__task_step, t);
   cloop_timer_init(&t->deadline_timer, deadline_passed, t);
   t->scope_min = UINT64_MAX;
   t->loop = loop;
@@ -305,7 +292,8 @@ static int interruption(cloop_task *t) {
 /* Parks t until f is complete. Returns 0 then, or the interruption that
    came first. quiet ignores interruptions (gather, while the children it
    cancelled unwind); a wake-up by one just parks again. */
-static int wait_for(cloop_task *t, cloop_future *f, int quiet) {
+static inline __attribute__((always_inline)) int
+wait_for(cloop_task *t, cloop_future *f, int quiet) {
   for (;;) {
     if (!quiet) {
       int r = interruption(t);
@@ -479,7 +467,9 @@ static intptr_t periodic_body(void *arg) {
     if (v < 0)
       return v;
     /* Fixed rate: the next tick counts from this one's due time; ticks
-       missed while a call overran are skipped, not bunched. */
+       missed while a call overran are skipped, not bunched. The clock is
+       read afresh: the cached time is from before the call. */
+    cloop_update_time(loop);
     uint64_t now = cloop_now(loop);
     next += (uint64_t)p.interval;
     if (next <= now)
@@ -495,10 +485,20 @@ int cloop_spawn_periodic(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
   if (!p)
     return -ENOMEM;
   *p = (periodic){fn, arg, interval_ns};
-  int r = cloop_spawn(loop, out, periodic_body, p, name);
-  if (r < 0)
+  cloop_task *t;
+  int r = cloop_spawn(loop, &t, periodic_body, p, name);
+  if (r < 0) {
     free(p);
-  return r;
+    return r;
+  }
+  /* Its body frees p, so it must run even if cancelled before starting:
+     then its first sleep returns -ECANCELED. */
+  t->always_run = 1;
+  if (out)
+    *out = t;
+  else
+    cloop_task_release(t);
+  return 0;
 }
 
 intptr_t cloop_main(cloop_task_fn fn, void *arg, const cloop_options *opts) {

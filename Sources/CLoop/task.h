@@ -33,6 +33,7 @@ struct cloop_task {
   uint8_t finished;        /* fn returned; the stack is back in the pool */
   uint8_t closing;         /* cancelled by the loop's close */
   uint8_t shared;          /* runs on the loop's shared stack */
+  uint8_t always_run;      /* its body runs even if cancelled before */
   uint8_t started;         /* a shared task's context exists */
   char *saved;             /* shared: its frames while another owns the
                               stack; save_inline, or the heap if larger */
@@ -50,6 +51,30 @@ struct cloop_task {
 
 /* The loop's task slab holds objects of this size. */
 #define CLOOP__TASK_SLOT (sizeof(struct cloop_task) + CLOOP__SAVE_INLINE)
+
+/* The step handle's function: resumes the task (asyncio's Task.__step). */
+void cloop__task_step(void *task);
+/* The end of a step whose task has finished (task.c). */
+void cloop__task_finish(struct cloop_task *t);
+/* Makes the shared stack t's (task.c). */
+void cloop__shared_swap_in(cloop_loop *loop, struct cloop_task *t);
+
+/* Switches from the loop's stack into t until it parks or finishes. Inline
+   so that the loop's batch can resume a task from its own frame (loop.c):
+   a task switch inside a called function costs the call, and the return
+   after it, which the CPU mispredicts after every switch -- together about
+   a quarter of an await. */
+static inline void cloop__task_resume(cloop_loop *loop, struct cloop_task *t) {
+  if (t->shared && loop->shared_owner != t)
+    cloop__shared_swap_in(loop, t);
+  loop->current = t;
+  cloop__running = t;
+  cloop__ctx_switch(&loop->main_ctx, &t->ctx, loop->switch_mode);
+  cloop__running = NULL;
+  loop->current = NULL;
+  if (t->finished)
+    cloop__task_finish(t);
+}
 
 /* Completes any future, a task's included (future.c). */
 int cloop__future_complete(cloop_future *f, int state, intptr_t value, int err);

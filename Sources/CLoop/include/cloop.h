@@ -392,6 +392,98 @@ void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
 cloop_switch cloop_loop_switch(const cloop_loop *loop);
 const char *cloop_switch_name(cloop_switch mode);
 
+/* ---- coroutine level: Event, Lock, Semaphore, Queue ------------------- */
+
+/* asyncio's synchronisation primitives for tasks (sync.c). Each lives in
+   the caller's memory, belongs to one loop's thread, and allocates nothing:
+   a waiting task links a record on its own stack into the primitive's FIFO
+   list (a task on the shared stack allocates that record per wait instead,
+   so its waits may also return -ENOMEM). A primitive must not move or be
+   dropped while a task waits on it.
+
+   Waking is handing over: a release gives the lock or permit, and a put
+   gives its item, straight to the first waiter, so a task that comes
+   later cannot overtake one that waits.
+
+   The waiting calls (wait, acquire, put, get) must run in a task (else
+   they abort) and, like every await, return 0 or -ECANCELED / -ETIMEDOUT,
+   also at once without touching the primitive when the task was cancelled
+   before or its deadline scope has expired. An interrupted call did
+   nothing: a lock, permit or queue slot handed to it in the meantime goes
+   on to the next waiter, an item handed to a get goes to the next getter
+   or back to the head of the queue. */
+
+struct cloop__waiter;
+typedef struct cloop__waitlist {
+  struct cloop__waiter *first, *last;
+} cloop__waitlist;
+
+/* Event: a flag that tasks can wait for (asyncio.Event). */
+typedef struct cloop_event {
+  cloop__waitlist waiters;
+  int is_set;
+} cloop_event;
+
+void cloop_event_init(cloop_event *e);         /* starts clear */
+int cloop_event_wait(cloop_event *e);          /* in a task: until set */
+void cloop_event_set(cloop_event *e);          /* wakes all waiters, FIFO */
+void cloop_event_clear(cloop_event *e);        /* later waits park again */
+int cloop_event_is_set(const cloop_event *e);
+
+/* Lock: mutual exclusion between tasks (asyncio.Lock), not reentrant.
+   Releasing a lock that is not held, or that another task holds, aborts;
+   so does acquiring it again in the task that holds it. A task that ends
+   while holding it leaves it held. */
+typedef struct cloop_lock {
+  cloop__waitlist waiters;
+  cloop_task *owner; /* NULL while free */
+} cloop_lock;
+
+void cloop_lock_init(cloop_lock *l);
+int cloop_lock_acquire(cloop_lock *l);         /* in a task */
+void cloop_lock_release(cloop_lock *l);        /* by the holder */
+int cloop_lock_locked(const cloop_lock *l);
+
+/* Semaphore: `value` permits (asyncio.Semaphore). release may be called
+   from any code of the loop's thread, also outside tasks; it is not
+   bounded by the initial value. */
+typedef struct cloop_semaphore {
+  cloop__waitlist waiters;
+  size_t value; /* permits free; 0 while tasks wait */
+} cloop_semaphore;
+
+void cloop_semaphore_init(cloop_semaphore *s, size_t value);
+int cloop_semaphore_acquire(cloop_semaphore *s); /* in a task */
+void cloop_semaphore_release(cloop_semaphore *s);
+size_t cloop_semaphore_value(const cloop_semaphore *s);
+
+/* Queue: a bounded FIFO of intptr_t items in a caller's buffer of `cap`
+   items (asyncio.Queue(maxsize)). Waiting putters and waiting getters are
+   each served in arrival order. A slot stays counted as used from a put
+   until the getter that was handed the item has run, so a queue may be
+   full while cloop_queue_size is below cap. The try_ calls also work
+   outside tasks (e.g. in callbacks). */
+typedef struct cloop_queue {
+  intptr_t *buf;
+  size_t cap, head, len;
+  size_t inflight;    /* items handed to getters that have not run yet */
+  size_t slot_grants; /* slots promised to putters that have not run yet */
+  cloop__waitlist getters, putters;
+} cloop_queue;
+
+/* Returns 0, or -EINVAL if buf is NULL or cap is 0. */
+int cloop_queue_init(cloop_queue *q, intptr_t *buf, size_t cap);
+/* In a task: parks while the queue is full. */
+int cloop_queue_put(cloop_queue *q, intptr_t item);
+/* In a task: parks while it is empty; *item (item may be NULL) gets the
+   oldest item. */
+int cloop_queue_get(cloop_queue *q, intptr_t *item);
+/* Without waiting: 0, or -EAGAIN when full (put) or empty (get). */
+int cloop_queue_try_put(cloop_queue *q, intptr_t item);
+int cloop_queue_try_get(cloop_queue *q, intptr_t *item);
+/* Items in the buffer now. */
+size_t cloop_queue_size(const cloop_queue *q);
+
 /* ---- for tests -------------------------------------------------------- */
 
 /* Checks the timer heap: every parent's key <= its children's and every
