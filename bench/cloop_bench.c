@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- shared helpers (as shared/peers/c/common.h) ------------------------ */
 
@@ -495,6 +498,121 @@ static void bench_future(uint64_t n) {
     fail("no switch mode could run");
 }
 
+/* ---- spawn and sleepers: many tasks, private or shared stacks ----------- */
+
+/* Each variant runs in a child process of its own: peak RSS is the
+   process's, and the first variant's must not count against the second. */
+static const struct stack_variant {
+  const char *impl;
+  cloop_stack_mode stack;
+} STACK_VARIANTS[] = {
+    {"cloop", CLOOP_STACK_PRIVATE},
+    {"cloop-shared", CLOOP_STACK_SHARED},
+};
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;
+}
+
+static struct {
+  uint64_t n;
+  cloop_stack_mode stack;
+  const intptr_t *sleep_ms; /* sleepers: task i sleeps sleep_ms[i] */
+} many;
+
+static intptr_t spawn_child(void *arg) {
+  int r = cloop_sleep(0); /* yield to the loop once */
+  return r < 0 ? r : (intptr_t)arg;
+}
+
+static intptr_t sleeper_child(void *arg) {
+  return cloop_sleep((intptr_t)arg * 1000000);
+}
+
+/* Spawns N tasks of body (argument i, or sleep_ms[i]), gathers them and
+   returns the sum of their results. */
+static intptr_t many_main(void *arg) {
+  cloop_task_fn body = (cloop_task_fn)arg;
+  cloop_loop *loop = cloop_task_loop(cloop_current_task());
+  uint64_t n = many.n;
+  cloop_task **tasks = xmalloc(n * sizeof *tasks);
+  cloop_future **futures = xmalloc(n * sizeof *futures);
+  intptr_t *results = xmalloc(n * sizeof *results);
+  cloop_spawn_options opts = {NULL, many.stack};
+  for (uint64_t i = 0; i < n; i++) {
+    void *a = (void *)(many.sleep_ms ? many.sleep_ms[i] : (intptr_t)i);
+    int rc = cloop_spawn_ex(loop, &tasks[i], body, a, &opts);
+    if (rc < 0)
+      fail("cloop_spawn_ex: %s", cloop_strerror(rc));
+    futures[i] = cloop_task_future(tasks[i]);
+  }
+  int rc = cloop_gather(futures, n, results);
+  if (rc < 0)
+    fail("cloop_gather: %s", cloop_strerror(rc));
+  intptr_t sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    sum += results[i];
+    cloop_task_release(tasks[i]);
+  }
+  free(tasks);
+  free(futures);
+  free(results);
+  return sum;
+}
+
+/* Runs body's workload once per stack variant, each in a child process;
+   the child prints its RESULT lines. */
+static void run_many(const char *workload, uint64_t n, cloop_task_fn body,
+                     intptr_t expect, int report_ms) {
+  for (size_t i = 0; i < sizeof STACK_VARIANTS / sizeof STACK_VARIANTS[0]; i++) {
+    const struct stack_variant *v = &STACK_VARIANTS[i];
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+      fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+      many.n = n;
+      many.stack = v->stack;
+      uint64_t t0 = now_ns();
+      intptr_t sum = cloop_main(many_main, (void *)body, NULL);
+      uint64_t t1 = now_ns();
+      if (sum != expect)
+        fail("%s: the tasks' results add up to %" PRIdPTR ", expected %" PRIdPTR,
+             v->impl, sum, expect);
+      if (report_ms)
+        print_result(workload, v->impl, n, (double)(t1 - t0) / 1e6, "ms");
+      else
+        print_result(workload, v->impl, n, (double)(t1 - t0) / (double)n, "ns/op");
+      print_result(workload, v->impl, n, peak_rss_mib(), "MiB");
+      exit(0);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+      fail("%s: the child running it failed", v->impl);
+  }
+}
+
+/* spawn: task i yields once and returns i; gather all; the sum must be
+   N(N-1)/2. Timed from the first spawn to the loop's close. */
+static void bench_spawn(uint64_t n) {
+  many.sleep_ms = NULL;
+  run_many("spawn", n, spawn_child, (intptr_t)(n * (n - 1) / 2), 0);
+}
+
+/* sleepers: N tasks at once, task i sleeps next() % 1000 ms (drawn before
+   the clock); wall time from the first spawn to the loop's close. */
+static void bench_sleepers(uint64_t n) {
+  intptr_t *ms = xmalloc(n * sizeof *ms);
+  rng_reset();
+  for (uint64_t i = 0; i < n; i++)
+    ms[i] = (intptr_t)(rng_next() % 1000);
+  many.sleep_ms = ms;
+  run_many("sleepers", n, sleeper_child, 0, 1);
+  free(ms);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 /* A loop workload runs once per backend variant (run); a coroutine
@@ -510,11 +628,13 @@ static const struct workload {
     {"timers-cancel", 1000000, bench_timers_cancel, NULL},
     {"switch", 10000000, NULL, bench_switch},
     {"future", 1000000, NULL, bench_future},
+    {"spawn", 1000000, NULL, bench_spawn},
+    {"sleepers", 100000, NULL, bench_sleepers},
 };
 
 static void usage(void) {
   fprintf(stderr, "usage: cloop-bench "
-                  "callbacks|timers|timers-cancel|switch|future [--n N]\n");
+                  "callbacks|timers|timers-cancel|switch|future|spawn|sleepers [--n N]\n");
   exit(2);
 }
 
