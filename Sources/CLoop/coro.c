@@ -18,6 +18,7 @@
 #include "task.h"
 
 #ifdef CLOOP__ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef CLOOP_VALGRIND
@@ -80,11 +81,30 @@ static void uc_start(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi,
   entry((void *)(((uintptr_t)arg_hi << 32) | (uintptr_t)arg_lo));
 }
 
+#ifdef CLOOP__ASAN
+/* A new coroutine's first code: ASan must hear that the switch into it
+   has ended before the coroutine switches anywhere itself. */
+static void asan_begin(void *ctx) {
+  cloop__ctx *c = ctx;
+  __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+  c->entry(c->entry_arg);
+}
+#endif
+
 int cloop__ctx_make(cloop__ctx *c, cloop_switch mode, char *stack_lo,
                     size_t size, void (*entry)(void *), void *arg) {
   memset(c, 0, sizeof *c);
   c->stack_lo = stack_lo;
   c->stack_size = size;
+#ifdef CLOOP__ASAN
+  c->entry = entry;
+  c->entry_arg = arg;
+  entry = asan_begin;
+  arg = c;
+  /* A pooled stack still carries the poisoned redzones of frames that
+     never returned (the previous coroutine ended by switching away). */
+  __asan_unpoison_memory_region(stack_lo, size);
+#endif
   if (mode == CLOOP_SWITCH_UCONTEXT) {
     c->uc = malloc(sizeof *c->uc);
     if (!c->uc)

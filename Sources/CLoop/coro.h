@@ -26,6 +26,8 @@ typedef struct cloop__ctx {
   size_t stack_size;
 #ifdef CLOOP__ASAN
   void *fake_stack;
+  void (*entry)(void *); /* what asan_begin calls (coro.c) */
+  void *entry_arg;
 #endif
 } cloop__ctx;
 

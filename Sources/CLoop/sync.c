@@ -271,6 +271,7 @@ static void grant_slots(cloop_queue *q) {
 }
 
 int cloop_queue_try_put(cloop_queue *q, intptr_t item) {
+  /* putters.first alone implies no free slot; the test is belt and braces. */
   if (q->putters.first || q->len + q->inflight + q->slot_grants >= q->cap)
     return -EAGAIN;
   give(q, item);
