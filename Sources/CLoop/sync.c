@@ -1,7 +1,7 @@
 /* sync.c -- asyncio's Event, Lock, Semaphore and bounded Queue for tasks.
  *
- * Built on the public coroutine level: a waiting task puts a waiter record
- * (on its own stack) at the tail of the primitive's FIFO list and awaits the
+ * Built on the coroutine level: a waiting task puts its waiter record
+ * (every task has one, task.h) at the tail of the primitive's FIFO list and awaits the
  * record's future. A waker takes the first record off the list and completes
  * its future; completing it *is* the hand-off -- of the lock, a permit, a
  * queue slot, or a queue item -- so a task that comes later cannot barge in
@@ -31,13 +31,7 @@
 #include "internal.h"
 #include "task.h"
 
-typedef struct cloop__waiter waiter;
-
-struct cloop__waiter {
-  waiter *next, *prev;
-  cloop_future done; /* completed by the waker: this waiter was handed its turn */
-  cloop_task *task;  /* for the lock's owner */
-};
+typedef struct cloop__waiter waiter; /* task.h: each task has one */
 
 /* ---- the FIFO list of waiters ------------------------------------------- */
 
@@ -81,25 +75,18 @@ static cloop_task *enter(const char *fn, int *r) {
   if (!t)
     cloop__misuse("%s called outside a task (on the loop's own stack or "
                   "another thread)", fn);
-  cloop_future now;
-  cloop_future_init(&now, cloop_task_loop(t));
-  cloop_future_set_result(&now, 0);
-  *r = cloop_await(&now, NULL);
+  *r = cloop__interruption(t);
   return t;
 }
 
 /* Parks t at the tail of l until a waker hands it its turn. Returns 0 with
    *value the handed value, or the interruption (-ECANCELED / -ETIMEDOUT)
    with *handed telling whether the turn had been handed anyway (then
-   *value is set too). The record lives on this frame -- except on the
-   shared stack, whose bytes move while the task is parked: there it is
-   allocated, once per wait (-ENOMEM if that fails). */
+   *value is set too). The record is the task's own (task.h). */
 static int wait_turn(cloop_task *t, cloop__waitlist *l, intptr_t *value,
                      int *handed) {
-  waiter local, *w = &local;
+  waiter *w = &t->waiter;
   *handed = 0;
-  if (t->shared && !(w = malloc(sizeof *w)))
-    return -ENOMEM;
   cloop_future_init(&w->done, cloop_task_loop(t));
   w->task = t;
   push(l, w);
@@ -111,8 +98,6 @@ static int wait_turn(cloop_task *t, cloop__waitlist *l, intptr_t *value,
   } else {
     unlink_waiter(l, w);
   }
-  if (w != &local)
-    free(w);
   return r;
 }
 

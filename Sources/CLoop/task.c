@@ -279,13 +279,15 @@ int cloop_task_cancel(cloop_task *t) {
 }
 
 /* Why an await must return now: 0, -ECANCELED (consumed) or -ETIMEDOUT. */
-static int interruption(cloop_task *t) {
+static inline int interruption(cloop_task *t) {
   if (t->cancel_pending) {
     t->cancel_pending = 0;
     return -ECANCELED;
   }
   return t->scope_min <= t->deadline_hit ? -ETIMEDOUT : 0;
 }
+
+int cloop__interruption(cloop_task *t) { return interruption(t); }
 
 /* ---- awaiting --------------------------------------------------------------- */
 

@@ -14,6 +14,15 @@ enum {
   PARK_YIELD,    /* its step handle is queued: sleep(0) */
 };
 
+/* A task's place in a sync primitive's FIFO list (sync.c). A task waits
+   for one thing at a time, so the record lives in the task: nothing the
+   loop touches is on a (possibly shared, moving) task stack. */
+struct cloop__waiter {
+  struct cloop__waiter *next, *prev;
+  cloop_future done; /* completed by the waker: the turn is handed over */
+  struct cloop_task *task;
+};
+
 struct cloop_task {
   cloop_future future;     /* first: the task's result */
   cloop_handle step;       /* runs task_step: switch into the task */
@@ -40,6 +49,7 @@ struct cloop_task {
   size_t saved_len, saved_cap;
   int refs;                /* the caller's reference + the running task's */
   struct cloop_task *prev, *next; /* the loop's tasks not yet freed */
+  struct cloop__waiter waiter; /* sync.c */
   uint64_t id;             /* spawn order, for the default name */
   char name[32];           /* "" until cloop_task_name makes "task-<id>" */
   char save_inline[];      /* CLOOP__SAVE_INLINE bytes, in the same slab slot */
@@ -75,6 +85,10 @@ static inline void cloop__task_resume(cloop_loop *loop, struct cloop_task *t) {
   if (t->finished)
     cloop__task_finish(t);
 }
+
+/* Why an await of the running task t must return at once: 0, -ECANCELED
+   (consumed) or -ETIMEDOUT (task.c). */
+int cloop__interruption(struct cloop_task *t);
 
 /* Completes any future, a task's included (future.c). */
 int cloop__future_complete(cloop_future *f, int state, intptr_t value, int err);

@@ -5,6 +5,9 @@
  *   cloop-tests NAME      run one test (CTest does this); exit 0, 1 or 77
  *   cloop-tests --list    print the names
  *
+ * TEST_POLL(x) in test_list.h is x_epoll and x_uring; TEST_SWITCH(x) is
+ * x_asm, x_fast and x_ucontext.
+ *
  * $CLOOP_TEST_TIMEOUT sets the timeout in seconds (default 30). */
 #include "test.h"
 
@@ -15,9 +18,11 @@
 
 #define TEST(name) int test_##name(void);
 #define TEST_POLL(name) TEST(name##_epoll) TEST(name##_uring)
+#define TEST_SWITCH(name) TEST(name##_asm) TEST(name##_fast) TEST(name##_ucontext)
 #include "test_list.h"
 #undef TEST
 #undef TEST_POLL
+#undef TEST_SWITCH
 
 static const struct test {
   const char *name;
@@ -25,9 +30,11 @@ static const struct test {
 } tests[] = {
 #define TEST(name) {#name, test_##name},
 #define TEST_POLL(name) TEST(name##_epoll) TEST(name##_uring)
+#define TEST_SWITCH(name) TEST(name##_asm) TEST(name##_fast) TEST(name##_ucontext)
 #include "test_list.h"
 #undef TEST
 #undef TEST_POLL
+#undef TEST_SWITCH
 };
 
 #define NTESTS (sizeof tests / sizeof tests[0])
@@ -139,9 +146,45 @@ int main(int argc, char **argv) {
 
 /* ---- helpers declared in test.h ---------------------------------------- */
 
-void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
-                       const char *word) {
+int test__run_switch(cloop_switch mode, int (*body)(const cloop_options *)) {
+  cloop_options opts;
+  cloop_options_init(&opts);
+  opts.switch_mode = mode;
+  cloop_loop *loop;
+  ASSERT_EQ(cloop_loop_new(&loop, &opts), 0);
+  cloop_switch got = cloop_loop_switch(loop);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+  if (got != mode)
+    SKIP("the %s switch is not available here (the loop runs %s)",
+         cloop_switch_name(mode), cloop_switch_name(got));
+  return body(&opts);
+}
+
+intptr_t test_run_task(const cloop_options *opts, cloop_task_fn fn, void *arg) {
+  cloop_loop *loop;
+  cloop_task *t;
+  ASSERT_EQ(cloop_loop_new(&loop, opts), 0);
+  if (opts)
+    ASSERT_EQ(cloop_loop_switch(loop), opts->switch_mode);
+  ASSERT_EQ(cloop_spawn(loop, &t, fn, arg, "test-main"), 0);
+  ASSERT_EQ(cloop_run(loop), 0);
+  cloop_future *f = cloop_task_future(t);
+  ASSERT(cloop_future_done(f));
+  intptr_t r = f->state == CLOOP_DONE ? f->value : f->error;
+  cloop_task_release(t);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+  return r;
+}
+
+uint64_t test_clock_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int test_child_stderr(void (*fn)(void *), void *arg, char *out, size_t cap) {
   int fds[2];
+  ASSERT(cap > 0);
   ASSERT_EQ(pipe(fds), 0);
   fflush(stdout);
   fflush(stderr);
@@ -153,16 +196,18 @@ void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
     close(fds[1]);
     no_core_dumps();
     fn(arg);
-    _exit(0); /* fn returned: it did not abort */
+    fflush(stdout);
+    fflush(stderr);
+    _exit(0); /* fn returned */
   }
   close(fds[1]);
 
-  char buf[4096], scratch[512]; /* keep the start of stderr, drain the rest */
+  char scratch[512]; /* keep the start of stderr, drain the rest */
   size_t len = 0;
   for (;;) {
-    int full = len == sizeof buf - 1;
-    ssize_t n = read(fds[0], full ? scratch : buf + len,
-                     full ? sizeof scratch : sizeof buf - 1 - len);
+    int full = len == cap - 1;
+    ssize_t n = read(fds[0], full ? scratch : out + len,
+                     full ? sizeof scratch : cap - 1 - len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
@@ -170,11 +215,19 @@ void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
     if (!full)
       len += (size_t)n;
   }
-  buf[len] = '\0';
+  out[len] = '\0';
   close(fds[0]);
 
   int status;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
+                       const char *word) {
+  char buf[4096];
+  int status = test_child_stderr(fn, arg, buf, sizeof buf);
+  size_t len = strlen(buf);
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT ||
       !strcasestr(buf, word)) {
     fprintf(stderr,

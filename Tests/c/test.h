@@ -30,6 +30,39 @@
   TEST_IMPL(name##_uring) { return name##_body(CLOOP_BACKEND_URING); }       \
   static int name##_body(cloop_backend backend)
 
+/* A coroutine test runs once per switch: TEST_IMPL_SWITCH(x) defines x_asm,
+   x_fast and x_ucontext (list them with TEST_SWITCH(x)). The shared body
+   gets `opts`, ready options whose switch_mode is that switch (backend
+   auto); it may copy them to change stack_size. Where the machine has no
+   assembly switch (the loop would fall back to ucontext) the asm and fast
+   variants skip. */
+#define TEST_IMPL_SWITCH(name)                                               \
+  static int name##_body(const cloop_options *opts);                         \
+  TEST_IMPL(name##_asm) {                                                    \
+    return test__run_switch(CLOOP_SWITCH_ASM, name##_body);                  \
+  }                                                                          \
+  TEST_IMPL(name##_fast) {                                                   \
+    return test__run_switch(CLOOP_SWITCH_FAST, name##_body);                 \
+  }                                                                          \
+  TEST_IMPL(name##_ucontext) {                                               \
+    return test__run_switch(CLOOP_SWITCH_UCONTEXT, name##_body);             \
+  }                                                                          \
+  static int name##_body(const cloop_options *opts)
+
+int test__run_switch(cloop_switch mode, int (*body)(const cloop_options *));
+
+/* A TEST_IMPL_SWITCH body run again with every task on the loop's shared
+   stack (CLOOP_STACK_SHARED): TEST_SHARED_STACK(x) defines the switch test
+   x_shared_stack (list it with TEST_SWITCH(x_shared_stack)). Only for
+   bodies that keep nothing the loop or another task touches in a task's
+   locals (see CLOOP_STACK_SHARED in cloop.h). */
+#define TEST_SHARED_STACK(name)                                              \
+  TEST_IMPL_SWITCH(name##_shared_stack) {                                    \
+    cloop_options o__ = *opts;                                               \
+    o__.task_stack = CLOOP_STACK_SHARED;                                     \
+    return name##_body(&o__);                                                \
+  }
+
 /* Ends the test as failed. _exit, not exit: a failed test's leftovers are
    not worth a leak report on top of the assertion. */
 _Noreturn void test__fail(void);
@@ -83,11 +116,31 @@ _Noreturn void test__fail(void);
     ASSERT_EQ(cloop_loop_backend(loop), (backend));                          \
   } while (0)
 
+/* Creates a loop with opts and checks it runs the switch asked for. */
+#define LOOP_NEW_OPTS(loop, opts)                                            \
+  do {                                                                       \
+    ASSERT_EQ(cloop_loop_new(&(loop), (opts)), 0);                           \
+    ASSERT_EQ(cloop_loop_switch(loop), (opts)->switch_mode);                 \
+  } while (0)
+
+/* Runs fn(arg) as a task on a new loop with opts until the loop has
+   nothing left, checks the loop then frees with 0, and returns the task's
+   result (>= 0) or error. */
+intptr_t test_run_task(const cloop_options *opts, cloop_task_fn fn, void *arg);
+
+/* Runs fn(arg) in a forked child (fn returning exits 0) with stderr going
+   to `out` (NUL-terminated, the first cap - 1 bytes kept). Returns the
+   wait status. */
+int test_child_stderr(void (*fn)(void *), void *arg, char *out, size_t cap);
+
 /* Runs fn(arg) in a forked child and checks that the child dies by SIGABRT
    with `word` (case-insensitive) in what it wrote to stderr. Fails the test
    otherwise, printing `what` and what the child did. */
 void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
                        const char *word);
+
+/* CLOCK_MONOTONIC in nanoseconds, read now (cloop_now is per iteration). */
+uint64_t test_clock_ns(void);
 
 /* A small deterministic PRNG (xorshift64*), so failures reproduce. */
 static inline uint64_t test_rand(uint64_t *state) {

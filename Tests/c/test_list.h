@@ -1,7 +1,8 @@
 /* test_list.h -- every C test, one line each. runner.c includes this with
- * TEST() and TEST_POLL() defined to suit it; CMakeLists.txt reads the same
- * lines to register each test with CTest. TEST_POLL(x) is two tests,
- * x_epoll and x_uring. Keep one entry per line. */
+ * TEST(), TEST_POLL() and TEST_SWITCH() defined to suit it; CMakeLists.txt
+ * reads the same lines to register each test with CTest. TEST_POLL(x) is
+ * two tests, x_epoll and x_uring; TEST_SWITCH(x) is three, x_asm, x_fast
+ * and x_ucontext. Keep one entry per line. */
 
 /* test_handles.c */
 TEST(handles_fifo)
@@ -44,3 +45,110 @@ TEST(loop_backend_epoll)
 /* test_errors.c */
 TEST(errors_strerror)
 TEST(errors_backend_env_bogus)
+
+/* test_future.c */
+TEST_SWITCH(future_await_order)
+TEST_SWITCH(future_complete_twice)
+TEST_SWITCH(future_done_callbacks)
+TEST_SWITCH(future_set_task_future_aborts)
+TEST_SWITCH(future_await_outside_task_aborts)
+TEST_SWITCH(future_await_misuse_aborts)
+
+/* test_task.c */
+TEST_SWITCH(task_spawn_runs_next_iteration)
+TEST_SWITCH(task_join_results)
+TEST_SWITCH(task_cancel_before_first_run)
+TEST_SWITCH(task_sleep_deadline_order)
+TEST_SWITCH(task_sleep_zero_yields)
+TEST_SWITCH(task_sleep_until)
+TEST_SWITCH(task_tree_spawned_from_tasks)
+TEST_SWITCH(task_100k_concurrent)
+TEST_SWITCH(task_join_results_shared_stack)
+TEST_SWITCH(task_sleep_deadline_order_shared_stack)
+TEST_SWITCH(task_tree_spawned_from_tasks_shared_stack)
+TEST_SWITCH(task_100k_concurrent_shared_stack)
+
+/* test_cancel.c */
+TEST_SWITCH(cancel_parked_on_future)
+TEST_SWITCH(cancel_in_sleep)
+TEST_SWITCH(cancel_in_gather)
+TEST_SWITCH(cancel_self)
+TEST_SWITCH(cancel_while_queued)
+TEST_SWITCH(cancel_in_sleep_shared_stack)
+TEST_SWITCH(cancel_in_gather_shared_stack)
+TEST_SWITCH(cancel_self_shared_stack)
+
+/* test_deadline.c */
+TEST_SWITCH(deadline_expires_in_sleep)
+TEST_SWITCH(deadline_expires_in_await)
+TEST_SWITCH(deadline_not_expired)
+TEST_SWITCH(deadline_nested_inner_shorter)
+TEST_SWITCH(deadline_nested_outer_shorter)
+TEST_SWITCH(deadline_in_gather)
+TEST_SWITCH(deadline_cancel_inside_scope)
+TEST_SWITCH(deadline_exit_out_of_order_aborts)
+TEST_SWITCH(deadline_return_inside_scope_aborts)
+TEST_SWITCH(deadline_nested_inner_shorter_shared_stack)
+TEST_SWITCH(deadline_nested_outer_shorter_shared_stack)
+TEST_SWITCH(deadline_in_gather_shared_stack)
+
+/* test_gather.c */
+TEST_SWITCH(gather_argument_order)
+TEST_SWITCH(gather_first_failure_by_position)
+TEST_SWITCH(gather_of_gathers)
+TEST_SWITCH(gather_mixed_futures)
+TEST_SWITCH(gather_zero_futures)
+TEST_SWITCH(gather_of_gathers_shared_stack)
+
+/* test_close.c */
+TEST_SWITCH(close_reports_unretrieved)
+TEST_SWITCH(close_reports_unretrieved_stderr)
+TEST_SWITCH(close_cancels_parked_tasks)
+TEST_SWITCH(close_after_tasks_finished)
+TEST_SWITCH(close_cancels_tasks_spawned_while_unwinding)
+TEST_SWITCH(close_drops_task_that_will_not_unwind)
+TEST_SWITCH(close_from_inside_a_task_aborts)
+TEST_SWITCH(close_reports_unretrieved_shared_stack)
+TEST_SWITCH(close_cancels_parked_tasks_shared_stack)
+
+/* test_main.c */
+TEST_SWITCH(main_result_and_error)
+TEST_SWITCH(main_cancels_leftover_tasks)
+TEST_SWITCH(main_parked_forever_returns)
+TEST_SWITCH(periodic_fixed_rate_and_cancel)
+TEST_SWITCH(periodic_stops_on_error)
+TEST_SWITCH(periodic_overrun_skips_missed_ticks)
+TEST_SWITCH(periodic_cancelled_before_first_run_frees)
+TEST_SWITCH(main_cancels_leftover_tasks_shared_stack)
+TEST_SWITCH(periodic_fixed_rate_and_cancel_shared_stack)
+
+/* test_switch.c */
+TEST_SWITCH(switch_callee_saved_registers)
+TEST_SWITCH(switch_values_across_awaits)
+TEST_SWITCH(switch_rounding_mode)
+TEST_SWITCH(switch_callee_saved_registers_shared_stack)
+TEST_SWITCH(switch_values_across_awaits_shared_stack)
+TEST_SWITCH(switch_rounding_mode_shared_stack)
+
+/* test_stack.c */
+TEST_SWITCH(stack_size_usable)
+TEST_SWITCH(stack_overflow_recursion)
+TEST_SWITCH(stack_overflow_large_frame)
+TEST_SWITCH(stack_size_usable_shared_stack)
+TEST_SWITCH(stack_overflow_recursion_shared_stack)
+
+/* test_sync.c */
+TEST_SWITCH(sync_event_set_wakes_all_fifo)
+TEST_SWITCH(sync_lock_fifo_handoff_no_barging)
+TEST(sync_misuse_aborts)
+TEST_SWITCH(sync_semaphore_counts_fifo)
+TEST_SWITCH(sync_queue_try_and_wrap)
+TEST_SWITCH(sync_queue_get_blocks_fifo)
+TEST_SWITCH(sync_queue_put_blocks_fifo)
+TEST_SWITCH(sync_cancel_while_parked)
+TEST_SWITCH(sync_cancel_after_wake)
+TEST_SWITCH(sync_deadline_while_waiting)
+TEST_SWITCH(sync_deadline_at_handoff)
+TEST_SWITCH(sync_mixed_waits)
+TEST_SWITCH(sync_queue_ring_10k)
+TEST_SWITCH(sync_queue_ring_10k_shared_stack)

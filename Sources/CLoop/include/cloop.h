@@ -396,10 +396,9 @@ const char *cloop_switch_name(cloop_switch mode);
 
 /* asyncio's synchronisation primitives for tasks (sync.c). Each lives in
    the caller's memory, belongs to one loop's thread, and allocates nothing:
-   a waiting task links a record on its own stack into the primitive's FIFO
-   list (a task on the shared stack allocates that record per wait instead,
-   so its waits may also return -ENOMEM). A primitive must not move or be
-   dropped while a task waits on it.
+   a waiting task links the waiter record every task has into the
+   primitive's FIFO list (so shared-stack tasks use them freely). A
+   primitive must not move or be dropped while a task waits on it.
 
    Waking is handing over: a release gives the lock or permit, and a put
    gives its item, straight to the first waiter, so a task that comes

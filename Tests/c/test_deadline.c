@@ -1,0 +1,268 @@
+/* test_deadline.c -- deadline scopes (asyncio's timeout()): expiry in a
+ * sleep, an await and a gather; a scope that does not expire; nesting both
+ * ways round; and the misuse of leaving scopes out of order or returning
+ * inside one. */
+#include "test.h"
+
+#define MS 1000000LL
+
+static cloop_loop *my_loop(void) {
+  return cloop_task_loop(cloop_current_task());
+}
+
+/* ---- expiry -------------------------------------------------------------- */
+
+static intptr_t expire_in_sleep(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  cloop_deadline d;
+  uint64_t start = cloop_now(loop); /* deadlines count from the loop's clock */
+  ASSERT_EQ(cloop_deadline_enter(&d, 10 * MS), 0);
+  ASSERT_EQ(cloop_timer_count(loop), 1); /* the scope's timer */
+  ASSERT_EQ(cloop_sleep(10000 * MS), -ETIMEDOUT);
+  ASSERT_GE(cloop_now(loop), start + 10 * MS);
+  ASSERT_GE(test_clock_ns(), start + 10 * MS);
+  ASSERT_LT(test_clock_ns() - start, 1000 * MS);
+  ASSERT_EQ(cloop_timer_count(loop), 0); /* the sleep's timer went too */
+  /* Every await inside the expired scope returns -ETIMEDOUT at once. */
+  ASSERT_EQ(cloop_sleep(0), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(10000 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_timer_count(loop), 0);
+  ASSERT_EQ(cloop_deadline_exit(&d), -ETIMEDOUT);
+  /* Outside it, awaits work again. */
+  ASSERT_EQ(cloop_sleep(1 * MS), 0);
+
+  /* A scope entered with no time left is expired from the start. */
+  ASSERT_EQ(cloop_deadline_enter(&d, 0), 0);
+  ASSERT_EQ(cloop_sleep(0), -ETIMEDOUT);
+  ASSERT_EQ(cloop_deadline_exit(&d), -ETIMEDOUT);
+  ASSERT_EQ(cloop_deadline_enter(&d, -5 * MS), 0);
+  ASSERT_EQ(cloop_deadline_exit(&d), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(0), 0);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_expires_in_sleep) {
+  ASSERT_EQ(test_run_task(opts, expire_in_sleep, NULL), 0);
+  return 0;
+}
+
+static intptr_t expire_in_await(void *arg) {
+  (void)arg;
+  cloop_future never;
+  cloop_future_init(&never, my_loop());
+  cloop_deadline d;
+  ASSERT_EQ(cloop_deadline_enter(&d, 5 * MS), 0);
+  intptr_t v = 42;
+  ASSERT_EQ(cloop_await(&never, &v), -ETIMEDOUT);
+  ASSERT_EQ(v, 42);
+  ASSERT_EQ(never.state, CLOOP_PENDING); /* left alone */
+  ASSERT_EQ(cloop_deadline_exit(&d), -ETIMEDOUT);
+  ASSERT_EQ(cloop_timer_count(my_loop()), 0);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_expires_in_await) {
+  ASSERT_EQ(test_run_task(opts, expire_in_await, NULL), 0);
+  return 0;
+}
+
+static intptr_t no_expiry(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  cloop_deadline d;
+  ASSERT_EQ(cloop_deadline_enter(&d, 5000 * MS), 0);
+  ASSERT_EQ(cloop_timer_count(loop), 1);
+  ASSERT_EQ(cloop_sleep(2 * MS), 0);
+  ASSERT_EQ(cloop_sleep(0), 0);
+  ASSERT_EQ(cloop_timer_count(loop), 1);
+  ASSERT_EQ(cloop_deadline_exit(&d), 0);
+  ASSERT_EQ(cloop_timer_count(loop), 0); /* its timer is gone */
+  return 5;
+}
+
+TEST_IMPL_SWITCH(deadline_not_expired) {
+  uint64_t start = test_clock_ns();
+  ASSERT_EQ(test_run_task(opts, no_expiry, NULL), 5);
+  ASSERT_LT(test_clock_ns() - start, 1000 * MS); /* nothing waited for it */
+  return 0;
+}
+
+/* ---- nesting ------------------------------------------------------------- */
+
+static intptr_t nested_inner_shorter(void *arg) {
+  (void)arg;
+  cloop_deadline outer, inner;
+  ASSERT_EQ(cloop_deadline_enter(&outer, 5000 * MS), 0);
+  ASSERT_EQ(cloop_deadline_enter(&inner, 5 * MS), 0);
+  ASSERT_EQ(cloop_sleep(10000 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_deadline_exit(&inner), -ETIMEDOUT); /* the inner reports */
+  ASSERT_EQ(cloop_sleep(1 * MS), 0); /* the outer still has time */
+  ASSERT_EQ(cloop_timer_count(my_loop()), 1);
+  ASSERT_EQ(cloop_deadline_exit(&outer), 0);
+  ASSERT_EQ(cloop_timer_count(my_loop()), 0);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_nested_inner_shorter) {
+  ASSERT_EQ(test_run_task(opts, nested_inner_shorter, NULL), 0);
+  return 0;
+}
+
+static intptr_t nested_outer_shorter(void *arg) {
+  (void)arg;
+  cloop_deadline outer, inner;
+  ASSERT_EQ(cloop_deadline_enter(&outer, 5 * MS), 0);
+  ASSERT_EQ(cloop_deadline_enter(&inner, 5000 * MS), 0);
+  ASSERT_EQ(cloop_sleep(10000 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(0), -ETIMEDOUT); /* still, inside the inner */
+  ASSERT_EQ(cloop_deadline_exit(&inner), 0); /* not the inner's deadline */
+  ASSERT_EQ(cloop_sleep(0), -ETIMEDOUT);     /* still inside the outer */
+  ASSERT_EQ(cloop_deadline_exit(&outer), -ETIMEDOUT);
+  ASSERT_EQ(cloop_timer_count(my_loop()), 0);
+  ASSERT_EQ(cloop_sleep(1 * MS), 0);
+
+  /* Both passed (during a busy wait): each scope reports its own. (A
+     sleep(0) here could still return 0: the task's step runs before the
+     iteration's due timers, as in asyncio, so the next await is the one
+     that sees the deadline.) */
+  ASSERT_EQ(cloop_deadline_enter(&outer, 2 * MS), 0);
+  ASSERT_EQ(cloop_deadline_enter(&inner, 1 * MS), 0);
+  uint64_t until = test_clock_ns() + 3 * MS;
+  while (test_clock_ns() < until)
+    ;
+  ASSERT_EQ(cloop_sleep(10000 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(0), -ETIMEDOUT);
+  ASSERT_EQ(cloop_deadline_exit(&inner), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(10000 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_deadline_exit(&outer), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(0), 0);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_nested_outer_shorter) {
+  ASSERT_EQ(test_run_task(opts, nested_outer_shorter, NULL), 0);
+  return 0;
+}
+
+/* ---- a gather inside an expiring scope ---------------------------------- */
+
+static int dg_unwound;
+
+static intptr_t dg_kid(void *arg) {
+  int r = cloop_sleep((int64_t)(intptr_t)arg * MS);
+  if (r == 0)
+    return (intptr_t)arg;
+  dg_unwound++;
+  return r;
+}
+
+static intptr_t deadline_gather(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  cloop_task *kids[3];
+  cloop_future *fs[3];
+  static const intptr_t ms[3] = {1, 10000, 10000};
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(cloop_spawn(loop, &kids[i], dg_kid, (void *)ms[i], NULL), 0);
+    fs[i] = cloop_task_future(kids[i]);
+  }
+  cloop_deadline d;
+  intptr_t res[3];
+  ASSERT_EQ(cloop_deadline_enter(&d, 20 * MS), 0);
+  ASSERT_EQ(cloop_gather(fs, 3, res), -ETIMEDOUT);
+  ASSERT_EQ(dg_unwound, 2); /* both long kids finished before the return */
+  ASSERT_EQ(res[0], 1);
+  ASSERT_EQ(res[1], -ECANCELED);
+  ASSERT_EQ(res[2], -ECANCELED);
+  ASSERT_EQ(fs[1]->state, CLOOP_CANCELLED);
+  ASSERT_EQ(fs[2]->state, CLOOP_CANCELLED);
+  ASSERT_EQ(cloop_deadline_exit(&d), -ETIMEDOUT);
+  ASSERT_EQ(cloop_timer_count(loop), 0);
+  for (int i = 0; i < 3; i++)
+    cloop_task_release(kids[i]);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_in_gather) {
+  dg_unwound = 0;
+  uint64_t start = test_clock_ns();
+  ASSERT_EQ(test_run_task(opts, deadline_gather, NULL), 0);
+  ASSERT_LT(test_clock_ns() - start, 1000 * MS);
+  return 0;
+}
+
+/* A cancellation inside a scope is a cancellation, not a timeout. */
+static intptr_t cancel_in_scope(void *arg) {
+  (void)arg;
+  cloop_deadline d;
+  ASSERT_EQ(cloop_deadline_enter(&d, 5000 * MS), 0);
+  int r = cloop_sleep(10000 * MS);
+  int e = cloop_deadline_exit(&d);
+  ASSERT_EQ(e, 0);
+  return r;
+}
+
+static intptr_t cancel_in_scope_main(void *arg) {
+  (void)arg;
+  cloop_task *t;
+  ASSERT_EQ(cloop_spawn(my_loop(), &t, cancel_in_scope, NULL, "scoped"), 0);
+  ASSERT_EQ(cloop_sleep(1 * MS), 0);
+  ASSERT_EQ(cloop_task_cancel(t), 1);
+  ASSERT_EQ(cloop_task_join(t), -ECANCELED);
+  ASSERT_EQ(cloop_timer_count(my_loop()), 0);
+  cloop_task_release(t);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_cancel_inside_scope) {
+  ASSERT_EQ(test_run_task(opts, cancel_in_scope_main, NULL), 0);
+  return 0;
+}
+
+/* ---- misuse --------------------------------------------------------------- */
+
+static intptr_t exit_out_of_order(void *arg) {
+  (void)arg;
+  cloop_deadline a, b;
+  ASSERT_EQ(cloop_deadline_enter(&a, 1000 * MS), 0);
+  ASSERT_EQ(cloop_deadline_enter(&b, 1000 * MS), 0);
+  cloop_deadline_exit(&a); /* b is the innermost */
+  return 0;
+}
+
+static intptr_t return_inside_scope(void *arg) {
+  (void)arg;
+  cloop_deadline d;
+  ASSERT_EQ(cloop_deadline_enter(&d, 1000 * MS), 0);
+  ASSERT_EQ(cloop_sleep(0), 0);
+  return 0;
+}
+
+static void run_in_child(void *arg) {
+  void **a = arg;
+  test_run_task(a[0], (cloop_task_fn)(uintptr_t)a[1], NULL);
+}
+
+TEST_IMPL_SWITCH(deadline_exit_out_of_order_aborts) {
+  void *a[2] = {(void *)opts, (void *)(uintptr_t)exit_out_of_order};
+  test_expect_abort("exiting the outer scope first", run_in_child, a, "misuse");
+  test_expect_abort("exiting the outer scope first", run_in_child, a,
+                    "innermost");
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_return_inside_scope_aborts) {
+  void *a[2] = {(void *)opts, (void *)(uintptr_t)return_inside_scope};
+  test_expect_abort("a task returning inside a deadline scope", run_in_child,
+                    a, "misuse");
+  test_expect_abort("a task returning inside a deadline scope", run_in_child,
+                    a, "test-main"); /* the message names the task */
+  return 0;
+}
+
+/* ---- the same on the shared stack (CLOOP_STACK_SHARED) ------------------ */
+
+TEST_SHARED_STACK(deadline_nested_inner_shorter)
+TEST_SHARED_STACK(deadline_nested_outer_shorter)
+TEST_SHARED_STACK(deadline_in_gather)
