@@ -253,14 +253,35 @@ void cloop__stack_pool_init(cloop__stack_pool *p, size_t size) {
    the markers in the page tables; mprotect instead splits the mapping, and
    vm.max_map_count (65530 by default) then caps a process near 32,000
    stacks. */
+static int guard_madvise_works(void);
+
 static int install_guard(char *lo, size_t len) {
-  static int no_guard_madvise;
-  if (!no_guard_madvise) {
-    if (madvise(lo, len, MADV_GUARD_INSTALL) == 0)
-      return 0;
-    no_guard_madvise = 1;
-  }
+  if (guard_madvise_works() && madvise(lo, len, MADV_GUARD_INSTALL) == 0)
+    return 0;
   return mprotect(lo, len, PROT_NONE);
+}
+
+/* Whether MADV_GUARD_INSTALL really guards, probed once: the kernel must
+   refuse to read a guarded page (EFAULT from write(2)). Emulators such as
+   qemu-user accept the advice and do nothing, and older kernels reject it;
+   both get mprotect. */
+static int guard_madvise_works(void) {
+  static _Atomic int works = -1; /* -1: not probed; threads may race to probe, with one answer */
+  if (works >= 0)
+    return works;
+  works = 0;
+  char *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int fds[2];
+  if (page != MAP_FAILED && pipe(fds) == 0) {
+    if (madvise(page, PAGE, MADV_GUARD_INSTALL) == 0)
+      works = write(fds[1], page, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+  }
+  if (page != MAP_FAILED)
+    munmap(page, PAGE);
+  return works;
 }
 
 /* Maps a slab of stacks, each [guard | stack], and puts them in the pool.
