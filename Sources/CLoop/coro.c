@@ -224,13 +224,12 @@ void cloop__ctx_exit(cloop__ctx *from, cloop__ctx *to, cloop_switch mode) {
 #ifdef CLOOP__ASAN
   __sanitizer_start_switch_fiber(NULL, to->stack_lo, to->stack_size);
 #endif
-  (void)from;
 #ifdef HAVE_ASM
-  void *dead;
+  /* The frame saved into from->sp is never resumed. */
   if (mode == CLOOP_SWITCH_ASM)
-    cloop__switch_asm(&dead, to->sp);
+    cloop__switch_asm(&from->sp, to->sp);
   else if (mode == CLOOP_SWITCH_FAST)
-    cloop__switch_asm_fast(&dead, to->sp);
+    cloop__switch_asm_fast(&from->sp, to->sp);
   else
 #endif
     setcontext(to->uc);

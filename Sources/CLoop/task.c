@@ -406,7 +406,8 @@ int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results) {
    it is parked). */
 static void deadline_passed(void *arg) {
   cloop_task *t = arg;
-  t->deadline_hit = t->scope_min;
+  uint64_t now = cloop_now(t->loop); /* every scope already past expires */
+  t->deadline_hit = now > t->scope_min ? now : t->scope_min;
   interrupt(t);
 }
 

@@ -63,6 +63,7 @@ TEST_SWITCH(task_sleep_zero_yields)
 TEST_SWITCH(task_sleep_until)
 TEST_SWITCH(task_tree_spawned_from_tasks)
 TEST_SWITCH(task_100k_concurrent)
+TEST_SWITCH(task_loops_on_two_threads)
 TEST_SWITCH(task_join_results_shared_stack)
 TEST_SWITCH(task_sleep_deadline_order_shared_stack)
 TEST_SWITCH(task_tree_spawned_from_tasks_shared_stack)
@@ -132,8 +133,10 @@ TEST_SWITCH(switch_rounding_mode_shared_stack)
 
 /* test_stack.c */
 TEST_SWITCH(stack_size_usable)
+TEST_SWITCH(stack_reused_by_next_task)
 TEST_SWITCH(stack_overflow_recursion)
 TEST_SWITCH(stack_overflow_large_frame)
+TEST_SWITCH(stack_overflow_on_second_thread)
 TEST_SWITCH(stack_size_usable_shared_stack)
 TEST_SWITCH(stack_overflow_recursion_shared_stack)
 

@@ -52,6 +52,46 @@ TEST_IMPL_SWITCH(stack_size_usable) {
   return 0;
 }
 
+/* A finished task's stack goes back to the pool and the next task gets it
+   (last in, first out): one after another, tasks of different depths --
+   some cancelled before their first step, so they end at once -- run on
+   reused stacks. (Under ASan this catches shadow memory left poisoned by a
+   finished task's last frames.) */
+static int reuse_ran;
+
+static intptr_t reuse_body(void *arg) {
+  intptr_t i = (intptr_t)arg;
+  reuse_ran++;
+  ASSERT_EQ(cloop_sleep(0), 0);
+  return use_stack((size_t)(i % 4) * 8 * KIB + KIB) >= 0 ? i : -EINVAL;
+}
+
+TEST_IMPL_SWITCH(stack_reused_by_next_task) {
+  cloop_loop *loop;
+  LOOP_NEW_OPTS(loop, opts);
+  int want_ran = 0;
+  for (intptr_t i = 0; i < 200; i++) {
+    cloop_task *t;
+    ASSERT_EQ(cloop_spawn(loop, &t, reuse_body, (void *)i, NULL), 0);
+    if (i % 3 == 1)
+      ASSERT_EQ(cloop_task_cancel(t), 1);
+    else
+      want_ran++;
+    ASSERT_EQ(cloop_run(loop), 0);
+    cloop_future *f = cloop_task_future(t);
+    if (i % 3 == 1) {
+      ASSERT_EQ(f->state, CLOOP_CANCELLED);
+    } else {
+      ASSERT_EQ(f->state, CLOOP_DONE);
+      ASSERT_EQ(f->value, i);
+    }
+    cloop_task_release(t);
+  }
+  ASSERT_EQ(reuse_ran, want_ran);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+  return 0;
+}
+
 /* ---- overflow ----------------------------------------------------------- */
 
 /* 1 KiB per frame and work after the call, so it is no tail call; the
@@ -146,6 +186,35 @@ TEST_IMPL_SWITCH(stack_overflow_recursion) {
 
 TEST_IMPL_SWITCH(stack_overflow_large_frame) {
   return expect_overflow(opts, big_body, "big-frame");
+}
+
+/* The same from a second thread: the guard handler works on whichever
+   thread the task runs (each has its own alternate signal stack). */
+#include <pthread.h>
+
+static void *overflow_thread(void *arg) {
+  overflow_child(arg);
+  return NULL;
+}
+
+static void overflow_on_thread(void *arg) {
+  pthread_t tid;
+  ASSERT_EQ(pthread_create(&tid, NULL, overflow_thread, arg), 0);
+  pthread_join(tid, NULL);
+}
+
+TEST_IMPL_SWITCH(stack_overflow_on_second_thread) {
+  overflow_case c = {opts, deep_body, "thread-deep"};
+  char buf[4096];
+  int status = test_child_stderr(overflow_on_thread, &c, buf, sizeof buf);
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT ||
+      !strstr(buf, "stack overflow in task 'thread-deep'"))
+    fprintf(stderr, "the child (status %#x) wrote:\n%s\n", status, buf);
+  ASSERT(WIFSIGNALED(status));
+  ASSERT_EQ(WTERMSIG(status), SIGABRT);
+  ASSERT(strstr(buf, "stack overflow in task 'thread-deep'") != NULL);
+  ASSERT(strstr(buf, "64 KiB") != NULL);
+  return 0;
 }
 
 /* ---- the same on the shared stack (CLOOP_STACK_SHARED) ------------------ */

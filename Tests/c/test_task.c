@@ -351,6 +351,76 @@ TEST_IMPL_SWITCH(task_100k_concurrent) {
   return 0;
 }
 
+/* ---- loops on two threads at once ------------------------------------- */
+
+/* Each thread runs its own loop with tasks that yield and sleep; a task
+   always sees itself as the current task and its own loop (the running
+   task is per thread), and every result comes back right. */
+enum { THREAD_TASKS = 500, THREAD_ROUNDS = 20 };
+
+typedef struct thread_run {
+  const cloop_options *opts;
+  cloop_loop *loop;
+  int wrong, done;
+  intptr_t sum;
+} thread_run;
+
+static intptr_t thread_task(void *arg) {
+  thread_run *tr = arg;
+  cloop_task *me = cloop_current_task();
+  for (int i = 0; i < THREAD_ROUNDS; i++) {
+    if (cloop_current_task() != me || cloop_task_loop(me) != tr->loop)
+      tr->wrong++;
+    int r = i % 4 == 3 ? cloop_sleep(MS / 10) : cloop_sleep(0);
+    if (r != 0)
+      tr->wrong++;
+  }
+  tr->done++;
+  return 1;
+}
+
+#include <pthread.h>
+
+static void *thread_main(void *arg) {
+  thread_run *tr = arg;
+  if (cloop_loop_new(&tr->loop, tr->opts) != 0)
+    return NULL;
+  cloop_task *t[THREAD_TASKS];
+  for (int i = 0; i < THREAD_TASKS; i++)
+    if (cloop_spawn(tr->loop, &t[i], thread_task, tr, NULL) != 0)
+      return NULL;
+  if (cloop_run(tr->loop) != 0)
+    return NULL;
+  for (int i = 0; i < THREAD_TASKS; i++) {
+    cloop_future *f = cloop_task_future(t[i]);
+    if (f->state == CLOOP_DONE)
+      tr->sum += f->value;
+    cloop_task_release(t[i]);
+  }
+  if (cloop_current_task() != NULL)
+    tr->wrong++;
+  if (cloop_loop_free(tr->loop) != 0)
+    tr->wrong++;
+  return NULL;
+}
+
+TEST_IMPL_SWITCH(task_loops_on_two_threads) {
+  thread_run runs[2];
+  pthread_t tids[2];
+  memset(runs, 0, sizeof runs);
+  for (int i = 0; i < 2; i++) {
+    runs[i].opts = opts;
+    ASSERT_EQ(pthread_create(&tids[i], NULL, thread_main, &runs[i]), 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    ASSERT_EQ(pthread_join(tids[i], NULL), 0);
+    ASSERT_EQ(runs[i].wrong, 0);
+    ASSERT_EQ(runs[i].done, THREAD_TASKS);
+    ASSERT_EQ(runs[i].sum, THREAD_TASKS);
+  }
+  return 0;
+}
+
 /* ---- the same on the shared stack (CLOOP_STACK_SHARED) ------------------ */
 
 TEST_SHARED_STACK(task_join_results)

@@ -372,7 +372,8 @@ int cloop_deadline_exit(cloop_deadline *d);
 
 /* asyncio.run: creates a loop with opts (may be NULL), runs fn(arg) as the
    main task until it finishes, cancels what is left, closes the loop and
-   returns main's result (>= 0) or -errno. */
+   returns main's result (>= 0) or -errno -- -EDEADLK if main stays parked
+   with nothing left that could wake it (asyncio would hang). */
 intptr_t cloop_main(cloop_task_fn fn, void *arg, const cloop_options *opts);
 
 /* Spawns a task calling fn(arg) every interval_ns (the first call after
