@@ -155,3 +155,8 @@ TEST_SWITCH(sync_deadline_at_handoff)
 TEST_SWITCH(sync_mixed_waits)
 TEST_SWITCH(sync_queue_ring_10k)
 TEST_SWITCH(sync_queue_ring_10k_shared_stack)
+
+/* test_shared.c */
+TEST_SWITCH(shared_and_private_exchange_through_queues)
+TEST_SWITCH(shared_safe_pattern_heap_handoff)
+TEST(shared_million_tasks_alive)
