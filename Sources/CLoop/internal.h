@@ -12,7 +12,7 @@
 
 /* ---- the poller contract ----------------------------------------------
  *
- * A backend (poll_epoll.c, later poll_uring.c) defines one ops table.
+ * A backend (poll_epoll.c, poll_uring.c) defines one ops table.
  * The loop calls every op on its own thread, except wake.
  *
  *   init(loop)     sets up the backend's state in loop->poller; returns 0
@@ -31,6 +31,11 @@
  *                  events reported or -errno; EINTR is 0.
  *   wake(loop)     callable from any thread: makes a poll in progress, or
  *                  the next one, return promptly.
+ *
+ * loop->poll_pending: a backend that queues work which only poll() sends
+ * (io_uring's batched SQEs: a watch, an unwatch) sets it, and poll() clears
+ * it. While it is set the loop does not skip the poll (it polls with a zero
+ * timeout if work is ready), so queued submissions are never starved.
  */
 typedef struct cloop__poller_ops {
   cloop_backend backend;
@@ -39,13 +44,27 @@ typedef struct cloop__poller_ops {
   int (*watch)(cloop_loop *loop, int fd, int old_mask, int new_mask);
   int (*poll)(cloop_loop *loop, int64_t timeout_ns);
   void (*wake)(cloop_loop *loop);
+  /* Optional, for a backend with I/O operations of its own (io.c):
+     op_start submits op (0 or -errno; on success the backend later calls
+     cloop__op_complete(op, result) exactly once, unless op_cancel came
+     first); op_cancel forgets an op in flight, whose completion, if it
+     still arrives, must be dropped. NULL: io.c's readiness path. */
+  int (*op_start)(cloop_loop *loop, cloop_op *op);
+  void (*op_cancel)(cloop_loop *loop, cloop_op *op);
 } cloop__poller_ops;
 
 extern const cloop__poller_ops cloop__epoll_ops;
+extern const cloop__poller_ops cloop__uring_ops;
 
 /* Called by a poller for each ready fd; mask is CLOOP_READABLE|WRITABLE
    (both on error or hang-up). Queues the watchers of those directions. */
 void cloop__fd_ready(cloop_loop *loop, int fd, int mask);
+
+/* Grows the fd table to hold fd (watch.c). Returns 0 or -ENOMEM. */
+int cloop__fd_reserve(cloop_loop *loop, int fd);
+
+/* Ends an I/O operation with result and queues its callback (io.c). */
+void cloop__op_complete(cloop_op *op, int result);
 
 /* ---- the timer heap (heap.c) ------------------------------------------ */
 
@@ -96,6 +115,7 @@ void cloop__slab_free(cloop__slab_pool *p);
 
 typedef struct cloop__fd_slot {
   cloop_watcher *reader, *writer;
+  cloop_op *op_in, *op_out; /* I/O operations in flight per side (io.c) */
 } cloop__fd_slot;
 
 struct cloop_loop {
@@ -134,8 +154,10 @@ struct cloop_loop {
   void *unretrieved_arg;
 
   const cloop__poller_ops *ops;
+  int poll_pending;       /* see the poller contract */
   union {
     struct { int epfd, wakefd; void *events; int nevents; } epoll;
+    struct cloop__uring *uring; /* poll_uring.c's, keeping liburing.h there */
   } poller;
 };
 

@@ -20,7 +20,7 @@ static int slot_mask(const cloop__fd_slot *s) {
 }
 
 /* Grows the table to hold fd; doubling keeps this amortised O(1). */
-static int reserve_fd(cloop_loop *loop, int fd) {
+int cloop__fd_reserve(cloop_loop *loop, int fd) {
   if (fd < loop->nfds)
     return 0;
   int n = loop->nfds ? loop->nfds : 64;
@@ -44,7 +44,7 @@ int cloop_watch(cloop_loop *loop, cloop_watcher *w, int fd, int dir,
     return -EINVAL;
   if (fd < 0)
     return -EBADF;
-  int r = reserve_fd(loop, fd);
+  int r = cloop__fd_reserve(loop, fd);
   if (r < 0)
     return r;
   cloop__fd_slot *s = &loop->fds[fd];

@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -244,6 +246,64 @@ int cloop_unwatch(cloop_loop *loop, cloop_watcher *w);
 
 /* Prepares an idle watcher (zeroing it does the same). */
 void cloop_watcher_init(cloop_watcher *w);
+
+/* ---- I/O operations: asyncio's sock_* on the callback level ----------- */
+
+/* One accept, connect, recv or send on a non-blocking socket, in the
+   caller's memory. It completes exactly once: fn(op) runs from the ready
+   ring with op->result >= 0 (bytes moved, 0 meaning EOF for recv; the new
+   fd for accept, itself non-blocking and close-on-exec; 0 for connect) or
+   -errno: -ECANCELED after cloop_op_cancel, -EBADF when cloop_close_fd
+   closed its fd, -ECONNRESET / -EPIPE from a reset peer (a send never
+   raises SIGPIPE). On epoll an operation tries its syscall and, on EAGAIN,
+   waits for readiness and tries again; on io_uring it is submitted and
+   completes with its completion. At most one operation per side of an fd
+   at a time: the receiving side (accept, recv) and the sending side
+   (connect, send). */
+enum { CLOOP_OP_ACCEPT = 1, CLOOP_OP_CONNECT, CLOOP_OP_RECV, CLOOP_OP_SEND };
+
+typedef struct cloop_op cloop_op;
+typedef void (*cloop_op_fn)(cloop_op *op);
+
+struct cloop_op {
+  cloop_handle handle;     /* the completion, queued on the ready ring */
+  cloop_loop *loop;
+  cloop_op_fn fn;
+  void *data;              /* the caller's */
+  int kind;
+  int fd;
+  int flags;               /* recv/send: MSG_* flags */
+  int result;
+  void *buf;               /* recv/send */
+  size_t len;
+  struct sockaddr_storage addr; /* connect: where to; accept: who came */
+  socklen_t addrlen;
+  uint8_t state;           /* idle, in flight, complete */
+  uint8_t connecting;      /* epoll connect: waiting for writability */
+  cloop_watcher watcher;   /* epoll: readiness after EAGAIN */
+  uint64_t tag;            /* io_uring: the submission's user_data */
+};
+
+/* Each returns 0 once the operation is under way, or -EBUSY (an operation
+   of the same side is in flight on fd), -EBADF, -EINVAL, -ENOMEM; then fn
+   is not called. */
+int cloop_op_recv(cloop_loop *loop, cloop_op *op, int fd, void *buf,
+                  size_t len, int flags, cloop_op_fn fn, void *data);
+int cloop_op_send(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
+                  size_t len, int flags, cloop_op_fn fn, void *data);
+int cloop_op_accept(cloop_loop *loop, cloop_op *op, int fd, cloop_op_fn fn,
+                    void *data);
+int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
+                     const struct sockaddr *addr, socklen_t addrlen,
+                     cloop_op_fn fn, void *data);
+
+/* Ends an operation in flight early: it completes with -ECANCELED (its
+   callback still runs, once). Returns 1 if it was in flight, else 0. */
+int cloop_op_cancel(cloop_loop *loop, cloop_op *op);
+
+/* Completes the fd's operations in flight with -EBADF, stops its watchers,
+   then close(2)s it. Returns 0 or -errno from close. */
+int cloop_close_fd(cloop_loop *loop, int fd);
 
 /* ---- coroutine level: futures ---------------------------------------- */
 
@@ -483,6 +543,63 @@ int cloop_queue_try_put(cloop_queue *q, intptr_t item);
 int cloop_queue_try_get(cloop_queue *q, intptr_t *item);
 /* Items in the buffer now. */
 size_t cloop_queue_size(const cloop_queue *q);
+
+/* ---- coroutine level: sockets (the seeds' create_connection, ----------
+   sock_sendall, sock_recv, and the server side) --------------------------
+
+   Each call that waits runs in a task and parks only that task, on the
+   I/O operations above; it takes part in cancellation and deadline scopes
+   (-ECANCELED / -ETIMEDOUT, with the operation cancelled underneath).
+   Sockets are non-blocking and close-on-exec; TCP_NODELAY is set on
+   connected and accepted TCP sockets. Errors are -errno. */
+
+enum { CLOOP_REUSEPORT = 1 }; /* cloop_tcp_listen flags */
+
+/* In a task: connects to host:port over TCP (IPv4 or IPv6; a host name
+   that is not numeric is resolved off the loop's thread, and the answer
+   comes back through cloop_call_threadsafe). Tries each address in turn.
+   Returns the fd, or -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, ...; a
+   failed name lookup is -ENOENT (no such host) or -EAGAIN (try later). */
+int cloop_tcp_connect(const char *host, int port);
+
+/* Binds and listens (SO_REUSEADDR; SO_REUSEPORT with CLOOP_REUSEPORT) on
+   a numeric host ("127.0.0.1", "::1", NULL for all IPv4 addresses); port 0
+   picks a free one (read it with cloop_sock_port). Needs no task. Returns
+   the fd or -errno. */
+int cloop_tcp_listen(const char *host, int port, int backlog, int flags);
+
+/* The local port of a bound socket, or -errno. */
+int cloop_sock_port(int fd);
+
+/* In a task: the next connection's fd. Out of file descriptors (-EMFILE,
+   -ENFILE) it returns that error after a 10 ms pause, so a retrying accept
+   loop does not spin. */
+int cloop_sock_accept(int fd);
+
+/* In a task: up to len bytes; 0 at EOF. */
+ssize_t cloop_sock_recv(int fd, void *buf, size_t len);
+
+/* In a task: sends some of buf; returns the count (> 0). */
+ssize_t cloop_sock_send(int fd, const void *buf, size_t len);
+
+/* In a task: sends all of buf across partial writes; returns len, or an
+   error (then how much went out is unknown: close the connection). */
+ssize_t cloop_sock_sendall(int fd, const void *buf, size_t len);
+
+/* In a task: reads up to and including the first `delim` (the seed's
+   sock_recv that stops at a delimiter), never past it: bytes after it stay
+   in the socket for the next read. Returns the count, or at EOF what came
+   before it (0 if nothing), or -EMSGSIZE once max bytes hold no delimiter
+   (those bytes are consumed). */
+ssize_t cloop_sock_recv_until(int fd, void *buf, size_t max,
+                              const void *delim, size_t delim_len);
+
+/* shutdown(2) of one or both directions. */
+int cloop_sock_shutdown(int fd, int how);
+
+/* In a task: closes fd; a task parked on it wakes with -EBADF. (Outside
+   a task, cloop_close_fd does the same.) */
+int cloop_sock_close(int fd);
 
 /* ---- for tests -------------------------------------------------------- */
 

@@ -1,0 +1,235 @@
+/* io.c -- I/O operations on the callback level: accept, connect, recv and
+ * send as objects in the caller's memory that complete with a callback.
+ *
+ * This is the io_uring model ("start it; hear when it is done") offered on
+ * both backends. A backend with operations of its own (io_uring) provides
+ * op_start/op_cancel in its ops table. Otherwise, as on epoll, the
+ * operation tries its syscall at once and, on EAGAIN, waits for readiness
+ * with an fd watcher and tries again -- what asyncio's sock_recv does with
+ * add_reader.
+ *
+ * Each fd has at most one operation in flight per side (the fd table's
+ * op_in for accept/recv, op_out for connect/send), so that closing the fd
+ * can complete them, and so that the readiness path needs only the one
+ * watcher per direction the table allows. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "ring.h"
+
+enum { OP_IDLE = 0, OP_IN_FLIGHT, OP_COMPLETE };
+
+static int is_receiving(int kind) {
+  return kind == CLOOP_OP_ACCEPT || kind == CLOOP_OP_RECV;
+}
+
+static cloop_op **side_slot(cloop_loop *loop, cloop_op *op) {
+  cloop__fd_slot *s = &loop->fds[op->fd];
+  return is_receiving(op->kind) ? &s->op_in : &s->op_out;
+}
+
+/* Runs the caller's callback: the op's handle on the ready ring. */
+static void run_callback(void *arg) {
+  cloop_op *op = arg;
+  op->state = OP_IDLE;
+  op->fn(op);
+}
+
+/* Records op's result and frees its side of the fd. */
+static void settle(cloop_op *op, int result) {
+  cloop_op **slot = side_slot(op->loop, op);
+  if (*slot == op)
+    *slot = NULL;
+  op->result = result;
+}
+
+/* Ends op with result and queues its callback. Called where running the
+   callback at once could surprise its caller (inside cloop_op_*), and by
+   a backend's completions. */
+void cloop__op_complete(cloop_op *op, int result) {
+  settle(op, result);
+  op->state = OP_COMPLETE;
+  cloop_handle_init(&op->handle, run_callback, op);
+  cloop_call_soon(op->loop, &op->handle);
+}
+
+/* The syscall itself, once: >= 0, or -errno (-EAGAIN: not ready). */
+static int attempt(cloop_op *op) {
+  for (;;) {
+    ssize_t n;
+    switch (op->kind) {
+    case CLOOP_OP_RECV:
+      n = recv(op->fd, op->buf, op->len, op->flags);
+      break;
+    case CLOOP_OP_SEND:
+      n = send(op->fd, op->buf, op->len, op->flags | MSG_NOSIGNAL);
+      break;
+    case CLOOP_OP_ACCEPT:
+      op->addrlen = sizeof op->addr;
+      n = accept4(op->fd, (struct sockaddr *)&op->addr, &op->addrlen,
+                  SOCK_NONBLOCK | SOCK_CLOEXEC);
+      break;
+    default: { /* connect: start it, then read its outcome when writable */
+      if (op->connecting) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+          return -errno;
+        return err == EINPROGRESS ? -EAGAIN : -err;
+      }
+      n = connect(op->fd, (struct sockaddr *)&op->addr, op->addrlen);
+      if (n < 0 && errno == EINPROGRESS) {
+        op->connecting = 1;
+        return -EAGAIN;
+      }
+      break;
+    }
+    }
+    if (n >= 0)
+      return (int)(n > INT32_MAX ? INT32_MAX : n);
+    if (errno == EINTR)
+      continue;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+/* The fd is ready for op's side: try again, or keep waiting. */
+static void on_ready(void *arg) {
+  cloop_op *op = arg;
+  int r = attempt(op);
+  if (r == -EAGAIN)
+    return; /* level-triggered: the watcher calls again when ready */
+  cloop_unwatch(op->loop, &op->watcher);
+  /* Already in a batch: the callback runs now, not an iteration later. */
+  settle(op, r);
+  op->state = OP_IDLE;
+  op->fn(op);
+}
+
+static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
+                 cloop_op_fn fn, void *data) {
+  CLOOP__CHECK(loop, "starting an I/O operation");
+  if (fd < 0)
+    return -EBADF;
+  if (!fn)
+    return -EINVAL;
+  int r = cloop__fd_reserve(loop, fd);
+  if (r < 0)
+    return r;
+  op->loop = loop;
+  op->kind = kind;
+  op->fd = fd;
+  op->fn = fn;
+  op->data = data;
+  op->result = 0;
+  op->connecting = 0;
+  op->handle.next = op->handle.prev = NULL;
+  cloop_op **slot = side_slot(loop, op);
+  if (*slot == op)
+    cloop__misuse("I/O operation %p started again while in flight", (void *)op);
+  if (*slot)
+    return -EBUSY;
+
+  if (loop->ops->op_start) { /* the backend's own operations */
+    r = loop->ops->op_start(loop, op);
+    if (r < 0)
+      return r;
+    *slot = op;
+    op->state = OP_IN_FLIGHT;
+    return 0;
+  }
+
+  *slot = op;
+  op->state = OP_IN_FLIGHT;
+  r = attempt(op);
+  if (r != -EAGAIN) { /* done at once: the callback still comes later */
+    cloop__op_complete(op, r);
+    return 0;
+  }
+  cloop_watcher_init(&op->watcher);
+  r = cloop_watch(loop, &op->watcher, fd,
+                  is_receiving(kind) ? CLOOP_READABLE : CLOOP_WRITABLE,
+                  on_ready, op);
+  if (r < 0) {
+    *slot = NULL;
+    op->state = OP_IDLE;
+    return r;
+  }
+  return 0;
+}
+
+int cloop_op_recv(cloop_loop *loop, cloop_op *op, int fd, void *buf,
+                  size_t len, int flags, cloop_op_fn fn, void *data) {
+  op->buf = buf;
+  op->len = len;
+  op->flags = flags;
+  return start(loop, op, CLOOP_OP_RECV, fd, fn, data);
+}
+
+int cloop_op_send(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
+                  size_t len, int flags, cloop_op_fn fn, void *data) {
+  op->buf = (void *)buf;
+  op->len = len;
+  op->flags = flags;
+  return start(loop, op, CLOOP_OP_SEND, fd, fn, data);
+}
+
+int cloop_op_accept(cloop_loop *loop, cloop_op *op, int fd, cloop_op_fn fn,
+                    void *data) {
+  op->buf = NULL;
+  op->len = 0;
+  op->flags = 0;
+  return start(loop, op, CLOOP_OP_ACCEPT, fd, fn, data);
+}
+
+int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
+                     const struct sockaddr *addr, socklen_t addrlen,
+                     cloop_op_fn fn, void *data) {
+  if (addrlen > sizeof op->addr)
+    return -EINVAL;
+  memcpy(&op->addr, addr, addrlen);
+  op->addrlen = addrlen;
+  op->buf = NULL;
+  op->len = 0;
+  op->flags = 0;
+  return start(loop, op, CLOOP_OP_CONNECT, fd, fn, data);
+}
+
+/* Ends op now with result; its callback follows on the ready ring. */
+static int finish_early(cloop_loop *loop, cloop_op *op, int result) {
+  if (op->state != OP_IN_FLIGHT)
+    return 0;
+  if (loop->ops->op_cancel)
+    loop->ops->op_cancel(loop, op); /* the backend forgets the submission */
+  else
+    cloop_unwatch(loop, &op->watcher);
+  cloop__op_complete(op, result);
+  return 1;
+}
+
+int cloop_op_cancel(cloop_loop *loop, cloop_op *op) {
+  CLOOP__CHECK(loop, "cloop_op_cancel");
+  return finish_early(loop, op, -ECANCELED);
+}
+
+int cloop_close_fd(cloop_loop *loop, int fd) {
+  CLOOP__CHECK(loop, "cloop_close_fd");
+  if (fd >= 0 && fd < loop->nfds) {
+    cloop__fd_slot *s = &loop->fds[fd];
+    if (s->op_in)
+      finish_early(loop, s->op_in, -EBADF);
+    if (s->op_out)
+      finish_early(loop, s->op_out, -EBADF);
+    if (s->reader)
+      cloop_unwatch(loop, s->reader);
+    if (s->writer)
+      cloop_unwatch(loop, s->writer);
+  }
+  return close(fd) == 0 ? 0 : -errno;
+}
