@@ -11,16 +11,6 @@
 #include "ring.h"
 #include "task.h"
 
-void cloop_future_init(cloop_future *f, cloop_loop *loop) {
-  ring_init(&f->waiters);
-  f->loop = loop;
-  f->value = 0;
-  f->error = 0;
-  f->state = CLOOP_PENDING;
-  f->retrieved = 0;
-  f->is_task = 0;
-}
-
 /* Sets the outcome and wakes every waiter, in the order they parked. */
 static int complete(cloop_future *f, int state, intptr_t value, int err) {
   CLOOP__CHECK(f->loop, "completing a future");

@@ -163,12 +163,6 @@ void cloop_unref(cloop_loop *loop) {
   loop->alive--;
 }
 
-void cloop_handle_init(cloop_handle *h, cloop_fn fn, void *arg) {
-  h->next = h->prev = NULL;
-  h->fn = fn;
-  h->arg = arg;
-}
-
 void cloop_call_soon(cloop_loop *loop, cloop_handle *h) {
   CLOOP__CHECK(loop, "cloop_call_soon");
   if (__builtin_expect(h->next != NULL, 0))

@@ -158,8 +158,12 @@ typedef struct cloop_handle {
 
 #define CLOOP_HANDLE_INIT(fn, arg) {NULL, NULL, (fn), (arg)}
 
-/* Sets the callback of an idle handle. */
-void cloop_handle_init(cloop_handle *h, cloop_fn fn, void *arg);
+/* Sets the callback of an idle handle. (Inline: it sits on hot paths.) */
+static inline void cloop_handle_init(cloop_handle *h, cloop_fn fn, void *arg) {
+  h->next = h->prev = NULL;
+  h->fn = fn;
+  h->arg = arg;
+}
 
 /* Queues h to run in the next batch (asyncio's call_soon). O(1), no
    allocation. Queueing a handle that is already queued aborts. */
@@ -324,8 +328,18 @@ typedef struct cloop_future {
   uint8_t is_task;      /* a task's own future */
 } cloop_future;
 
-/* Prepares a pending future of loop. */
-void cloop_future_init(cloop_future *f, cloop_loop *loop);
+/* Prepares a pending future of loop. (Inline: one per await.) */
+static inline void cloop_future_init(cloop_future *f, cloop_loop *loop) {
+  f->waiters.next = f->waiters.prev = &f->waiters;
+  f->waiters.fn = NULL;
+  f->waiters.arg = NULL;
+  f->loop = loop;
+  f->value = 0;
+  f->error = 0;
+  f->state = CLOOP_PENDING;
+  f->retrieved = 0;
+  f->is_task = 0;
+}
 
 /* Completes f. Return 0, or -EALREADY if f was already complete (e.g.
    cancelled first); completing a task's future from outside aborts. */
