@@ -15,8 +15,17 @@ let package = Package(
     .library(name: "TinyAsync", targets: ["TinyAsync"]),
   ],
   targets: [
+    // liburing (apt: liburing-dev) for CLoop's io_uring backend; internal
+    // to CLoop: its public header does not include liburing.h.
+    .systemLibrary(
+      name: "CLiburing",
+      path: "Sources/CLiburing",
+      pkgConfig: "liburing",
+      providers: [.apt(["liburing-dev"])]
+    ),
     .target(
       name: "CLoop",
+      dependencies: ["CLiburing"],
       path: "Sources/CLoop",
       publicHeadersPath: "include",
       // `-D_GNU_SOURCE=` (empty) equals a plain `#define _GNU_SOURCE` in a

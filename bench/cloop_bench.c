@@ -90,7 +90,7 @@ static const struct variant {
   cloop_backend backend;
 } VARIANTS[] = {
     {"cloop-epoll", CLOOP_BACKEND_EPOLL},
-    /* {"cloop-uring", CLOOP_BACKEND_URING}, */
+    {"cloop-uring", CLOOP_BACKEND_URING},
 };
 
 #define NVARIANTS (sizeof VARIANTS / sizeof VARIANTS[0])

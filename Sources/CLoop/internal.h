@@ -111,6 +111,9 @@ void *cloop__slab_alloc(cloop__slab_pool *p);
 void cloop__slab_give(cloop__slab_pool *p, void *obj);
 void cloop__slab_free(cloop__slab_pool *p);
 
+/* The size of net.c's per-call operation object, for the loop's net_ops. */
+extern const size_t cloop__net_op_size;
+
 /* ---- the loop --------------------------------------------------------- */
 
 typedef struct cloop__fd_slot {
@@ -147,6 +150,7 @@ struct cloop_loop {
   uint64_t tasks_spawned;       /* for default names */
   cloop__stack_pool stacks;
   cloop__slab_pool task_slab;   /* struct cloop_task + its inline save area */
+  cloop__slab_pool net_ops;     /* net.c's operation objects (cloop__net_op_size) */
   cloop_stack_mode task_stack;  /* tasks' default: PRIVATE or SHARED */
   char *shared_lo;              /* the shared stack, from the pool */
   struct cloop_task *shared_owner; /* whose frames are on it now */

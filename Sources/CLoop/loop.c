@@ -43,10 +43,6 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
   int r = pick_backend(opts, &backend);
   if (r < 0)
     return r;
-  /* io_uring arrives with poll_uring.c; until then auto means epoll. */
-  if (backend == CLOOP_BACKEND_URING)
-    return CLOOP_ENOBACKEND;
-
   cloop_switch switch_mode;
   if (cloop__switch_resolve(opts ? opts->switch_mode : CLOOP_SWITCH_AUTO,
                             &switch_mode) < 0)
@@ -64,12 +60,24 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
                          ? CLOOP_STACK_SHARED : CLOOP_STACK_PRIVATE;
   cloop__stack_pool_init(&loop->stacks, stack_size);
   cloop__slab_init(&loop->task_slab, CLOOP__TASK_SLOT);
+  cloop__slab_init(&loop->net_ops, cloop__net_op_size);
   ring_init(&loop->ready);
   ring_init(&loop->ts_ring);
   pthread_mutex_init(&loop->ts_lock, NULL);
   loop->owner = &cloop__thread_marker;
-  loop->ops = &cloop__epoll_ops;
+  /* Auto tries io_uring (set-up plus an opcode probe) and falls back to
+     epoll on any failure: EPERM under seccomp or io_uring_disabled,
+     ENOSYS on old kernels, ENOMEM from RLIMIT_MEMLOCK. io_uring asked for
+     by name does not fall back. */
+  loop->ops = backend == CLOOP_BACKEND_EPOLL ? &cloop__epoll_ops
+                                             : &cloop__uring_ops;
   r = loop->ops->init(loop);
+  if (r < 0 && backend == CLOOP_BACKEND_AUTO) {
+    loop->ops = &cloop__epoll_ops;
+    r = loop->ops->init(loop);
+  } else if (r < 0 && backend == CLOOP_BACKEND_URING) {
+    r = CLOOP_ENOBACKEND;
+  }
   if (r < 0) {
     pthread_mutex_destroy(&loop->ts_lock);
     free(loop);
@@ -93,6 +101,7 @@ int cloop_loop_free(cloop_loop *loop) {
   loop->ops->close(loop);
   cloop__stack_pool_free(&loop->stacks);
   cloop__slab_free(&loop->task_slab);
+  cloop__slab_free(&loop->net_ops);
   cloop__ctx_free(&loop->main_ctx);
   cloop__heap_free(&loop->timers);
   free(loop->fds);
@@ -210,8 +219,8 @@ iterate(cloop_loop *loop, int64_t timeout_ns) {
   /* 2. Poll. With work ready and no fd watched, a zero-timeout poll could
      only report the wake-up, which ts_pending already tells: skip the
      syscall. With watchers it runs every iteration, so ready work never
-     starves I/O. */
-  if (wait != 0 || loop->nwatchers) {
+     starves I/O; with submissions queued (poll_pending) too. */
+  if (wait != 0 || loop->nwatchers || loop->poll_pending) {
     int r = loop->ops->poll(loop, wait);
     if (r < 0)
       return r;

@@ -338,6 +338,12 @@ int cloop_await(cloop_future *f, intptr_t *value) {
   return r ? r : outcome(f, value);
 }
 
+int cloop__await_quiet(cloop_future *f) {
+  cloop_task *t = running_task("cloop__await_quiet");
+  wait_for(t, f, 1);
+  return outcome(f, NULL);
+}
+
 intptr_t cloop_task_join(cloop_task *other) {
   intptr_t value = 0;
   int r = cloop_await(&other->future, &value);

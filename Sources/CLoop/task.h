@@ -90,6 +90,11 @@ static inline void cloop__task_resume(cloop_loop *loop, struct cloop_task *t) {
    (consumed) or -ETIMEDOUT (task.c). */
 int cloop__interruption(struct cloop_task *t);
 
+/* In a task: parks until f is complete, ignoring cancellation and
+   deadlines (they stay pending for the next await); returns 0 or f's error
+   (task.c). For undoing an operation after an interrupted await (net.c). */
+int cloop__await_quiet(cloop_future *f);
+
 /* Completes any future, a task's included (future.c). */
 int cloop__future_complete(cloop_future *f, int state, intptr_t value, int err);
 

@@ -1,0 +1,2 @@
+/* shim.h -- the one header of the CLiburing system-library target. */
+#include <liburing.h>
