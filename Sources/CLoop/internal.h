@@ -48,7 +48,11 @@ typedef struct cloop__poller_ops {
      op_start submits op (0 or -errno; on success the backend later calls
      cloop__op_complete(op, result) exactly once, unless op_cancel came
      first); op_cancel forgets an op in flight, whose completion, if it
-     still arrives, must be dropped. NULL: io.c's readiness path. */
+     still arrives, must be dropped. When op_cancel returns, the kernel is
+     done with the op and its buffer. If the op had already finished in
+     the kernel, op_cancel may instead complete it with that result
+     (cloop__op_complete), so that no data or accepted fd is lost; io.c
+     then leaves it be. NULL: io.c's readiness path. */
   int (*op_start)(cloop_loop *loop, cloop_op *op);
   void (*op_cancel)(cloop_loop *loop, cloop_op *op);
 } cloop__poller_ops;

@@ -122,6 +122,9 @@ static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
   int r = cloop__fd_reserve(loop, fd);
   if (r < 0)
     return r;
+  if (op->handle.next)
+    cloop__misuse("I/O operation %p started again while its callback is "
+                  "queued", (void *)op);
   op->loop = loop;
   op->kind = kind;
   op->fd = fd;
@@ -137,12 +140,14 @@ static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
     return -EBUSY;
 
   if (loop->ops->op_start) { /* the backend's own operations */
-    r = loop->ops->op_start(loop, op);
-    if (r < 0)
-      return r;
-    *slot = op;
+    *slot = op; /* first: the backend may complete it at once */
     op->state = OP_IN_FLIGHT;
-    return 0;
+    r = loop->ops->op_start(loop, op);
+    if (r < 0) {
+      *slot = NULL;
+      op->state = OP_IDLE;
+    }
+    return r;
   }
 
   *slot = op;
@@ -205,10 +210,13 @@ int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
 static int finish_early(cloop_loop *loop, cloop_op *op, int result) {
   if (op->state != OP_IN_FLIGHT)
     return 0;
-  if (loop->ops->op_cancel)
+  if (loop->ops->op_cancel) {
     loop->ops->op_cancel(loop, op); /* the backend forgets the submission */
-  else
+    if (op->state != OP_IN_FLIGHT)
+      return 0; /* the kernel had finished it: its result stands */
+  } else {
     cloop_unwatch(loop, &op->watcher);
+  }
   cloop__op_complete(op, result);
   return 1;
 }

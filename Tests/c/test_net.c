@@ -292,19 +292,36 @@ typedef struct echo_args {
   cloop_stack_mode conn_stack;
 } echo_args;
 
+typedef struct sizes_run {
+  const char *host;
+  int port;
+  uint64_t seed;
+} sizes_run;
+
+static intptr_t echo_sizes_client(void *arg) {
+  sizes_run *sr = arg;
+  for (size_t i = 0; i < NSIZES; i++) {
+    int fd = cloop_tcp_connect(sr->host, sr->port);
+    ASSERT_GE(fd, 0);
+    echo_check(fd, echo_sizes[i], sr->seed + i);
+    echo_check(fd, echo_sizes[i], sr->seed + i + 100); /* the same connection again */
+    ASSERT_EQ(cloop_sock_close(fd), 0);
+  }
+  return 0;
+}
+
+/* Two clients at a time, so that two server tasks interleave (on the
+   shared stack: each one's frames are swapped out while the other runs). */
 static intptr_t echo_sizes_main(void *arg) {
   echo_args *a = arg;
   server s = {.conn_stack = a->conn_stack};
   server_start(&s, a->host, 16);
-  for (size_t i = 0; i < NSIZES; i++) {
-    int fd = cloop_tcp_connect(a->host, s.port);
-    ASSERT_GE(fd, 0);
-    echo_check(fd, echo_sizes[i], i + 1);
-    echo_check(fd, echo_sizes[i], i + 100); /* the same connection again */
-    ASSERT_EQ(cloop_sock_close(fd), 0);
-  }
+  sizes_run r1 = {a->host, s.port, 1}, r2 = {a->host, s.port, 1000};
+  cloop_task *other = spawn(echo_sizes_client, &r2);
+  ASSERT_EQ(echo_sizes_client(&r1), 0);
+  ASSERT_EQ(join(other), 0);
   server_stop(&s);
-  ASSERT_EQ(s.accepted, (int)NSIZES);
+  ASSERT_EQ(s.accepted, 2 * (int)NSIZES);
   return 0;
 }
 
@@ -875,6 +892,43 @@ static intptr_t cancel_main(void *arg) {
 TEST_IMPL_POLL(net_cancel_parked_recv_accept_connect) {
   RUN(backend, cancel_main, (void *)(intptr_t)CLOOP_STACK_PRIVATE);
   RUN(backend, cancel_main, (void *)(intptr_t)CLOOP_STACK_SHARED);
+  return 0;
+}
+
+/* The recv completes, and in the same iteration, before the task runs
+   again, the task is cancelled: the bytes are not lost -- the recv returns
+   them and the cancellation waits for the task's next await. (A timer due
+   in the iteration whose poll completes the recv runs after the recv's
+   callback and before the task's step.) */
+static intptr_t recv_then_sleep_task(void *arg) {
+  char buf[16];
+  intptr_t n = cloop_sock_recv((int)(intptr_t)arg, buf, sizeof buf);
+  if (n != 5 || memcmp(buf, "hello", 5) != 0)
+    return n < 0 ? n : -EIO;
+  int r = cloop_sleep(0);
+  return r == -ECANCELED ? 0 : -EPROTO;
+}
+
+static void cancel_cb(void *arg) { cloop_task_cancel(arg); }
+
+static intptr_t cancel_late_main(void *arg) {
+  (void)arg;
+  int c, s;
+  tcp_pair("127.0.0.1", &c, &s);
+  cloop_task *t = spawn(recv_then_sleep_task, (void *)(intptr_t)s);
+  ASSERT_EQ(cloop_sleep(5 * MS), 0); /* it parks in recv */
+  ASSERT_EQ(send(c, "hello", 5, 0), 5); /* readable at once on loopback */
+  cloop_timer timer;
+  cloop_timer_init(&timer, cancel_cb, t);
+  ASSERT_EQ(cloop_call_later(my_loop(), &timer, 0), 0);
+  ASSERT_EQ(join(t), 0);
+  ASSERT_EQ(cloop_sock_close(c), 0);
+  ASSERT_EQ(cloop_sock_close(s), 0);
+  return 0;
+}
+
+TEST_IMPL_POLL(net_cancel_after_recv_completed_keeps_data) {
+  RUN(backend, cancel_late_main, NULL);
   return 0;
 }
 

@@ -263,7 +263,8 @@ void cloop_watcher_init(cloop_watcher *w);
    waits for readiness and tries again; on io_uring it is submitted and
    completes with its completion. At most one operation per side of an fd
    at a time: the receiving side (accept, recv) and the sending side
-   (connect, send). */
+   (connect, send). Zero an operation's memory before its first use; after
+   its callback has run it may be started again. */
 enum { CLOOP_OP_ACCEPT = 1, CLOOP_OP_CONNECT, CLOOP_OP_RECV, CLOOP_OP_SEND };
 
 typedef struct cloop_op cloop_op;
