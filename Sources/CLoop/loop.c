@@ -69,9 +69,14 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
      epoll on any failure: EPERM under seccomp or io_uring_disabled,
      ENOSYS on old kernels, ENOMEM from RLIMIT_MEMLOCK. io_uring asked for
      by name does not fall back. */
+#ifdef CLOOP_NO_URING /* built without the io_uring backend */
+  loop->ops = &cloop__epoll_ops;
+  r = backend == CLOOP_BACKEND_URING ? CLOOP_ENOBACKEND : loop->ops->init(loop);
+#else
   loop->ops = backend == CLOOP_BACKEND_EPOLL ? &cloop__epoll_ops
                                              : &cloop__uring_ops;
   r = loop->ops->init(loop);
+#endif
   if (r < 0 && backend == CLOOP_BACKEND_AUTO) {
     loop->ops = &cloop__epoll_ops;
     r = loop->ops->init(loop);
