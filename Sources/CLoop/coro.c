@@ -283,6 +283,8 @@ static int guard_madvise_works(void) {
   return works;
 }
 
+int cloop_debug_guard_markers(void) { return guard_madvise_works(); }
+
 /* Maps a slab of stacks, each [guard | stack], and puts them in the pool.
    MAP_NORESERVE: only touched pages cost memory. */
 static int add_slab(cloop__stack_pool *p) {

@@ -622,6 +622,12 @@ int cloop_sock_close(int fd);
    timer's index matches its slot. Returns 0, or -1 and prints the fault. */
 int cloop_debug_verify_heap(const cloop_loop *loop);
 
+/* How stack guards are made here: 1 for page-table guard markers
+   (MADV_GUARD_INSTALL, no mapping per stack), 0 for mprotect, whose one
+   mapping per guard lets vm.max_map_count (65530 by default) cap a process
+   near 32,000 private stacks. */
+int cloop_debug_guard_markers(void);
+
 #ifdef __cplusplus
 }
 #endif
