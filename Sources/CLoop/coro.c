@@ -193,17 +193,8 @@ static void asan_bounds(cloop__ctx *c) {
 
 static inline void raw_switch(cloop__ctx *from, cloop__ctx *to,
                               cloop_switch mode) {
-#ifdef HAVE_ASM
-  if (mode == CLOOP_SWITCH_ASM) {
-    cloop__switch_asm(&from->sp, to->sp);
+  if (cloop__switch_regs(from, to, mode))
     return;
-  }
-  if (mode == CLOOP_SWITCH_FAST) {
-    cloop__switch_asm_fast(&from->sp, to->sp);
-    return;
-  }
-#endif
-  (void)mode;
   if (!from->uc && !(from->uc = malloc(sizeof *from->uc)))
     cloop__misuse("out of memory for a ucontext while switching");
   swapcontext(from->uc, to->uc);

@@ -56,20 +56,32 @@ void cloop__switch_asm_fast(void **save_sp, void *load_sp);
 /* The switch with ucontext, or with ASan's fiber annotations. */
 void cloop__ctx_switch_slow(cloop__ctx *from, cloop__ctx *to, cloop_switch mode);
 
+/* The assembly switch, for the asm modes. Returns 0 (and switches
+   nothing) for ucontext, or where there is no assembly switch. */
+static inline int cloop__switch_regs(cloop__ctx *from, cloop__ctx *to,
+                                     cloop_switch mode) {
+#if defined(CLOOP__HAVE_ASM)
+  if (mode == CLOOP_SWITCH_ASM) {
+    cloop__switch_asm(&from->sp, to->sp);
+    return 1;
+  }
+  if (mode == CLOOP_SWITCH_FAST) {
+    cloop__switch_asm_fast(&from->sp, to->sp);
+    return 1;
+  }
+#endif
+  (void)from, (void)to, (void)mode;
+  return 0;
+}
+
 /* Suspends the caller into `from` and resumes `to`; returns when something
    switches back to `from`. Inline: an await's cost is mostly two of these,
    and a call through a wrapper is a tenth of each. */
 static inline void cloop__ctx_switch(cloop__ctx *from, cloop__ctx *to,
                                      cloop_switch mode) {
-#if defined(CLOOP__HAVE_ASM) && !defined(CLOOP__ASAN)
-  if (mode == CLOOP_SWITCH_ASM) {
-    cloop__switch_asm(&from->sp, to->sp);
+#ifndef CLOOP__ASAN
+  if (cloop__switch_regs(from, to, mode))
     return;
-  }
-  if (mode == CLOOP_SWITCH_FAST) {
-    cloop__switch_asm_fast(&from->sp, to->sp);
-    return;
-  }
 #endif
   cloop__ctx_switch_slow(from, to, mode);
 }
