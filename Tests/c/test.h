@@ -139,6 +139,12 @@ int test_child_stderr(void (*fn)(void *), void *arg, char *out, size_t cap);
 void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
                        const char *word);
 
+/* Makes io_uring_setup fail with EPERM in this process (and its future
+   children) from now on, by a seccomp filter, as a container runtime's
+   profile does; for a forked child only, it cannot be undone. Returns 0 or
+   -errno (-ENOSYS where the architecture is not known here). */
+int test_block_io_uring(void);
+
 /* CLOCK_MONOTONIC in nanoseconds, read now (cloop_now is per iteration). */
 uint64_t test_clock_ns(void);
 

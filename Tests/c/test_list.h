@@ -190,6 +190,7 @@ TEST_POLL(net_deadline_around_recv)
 TEST_POLL(net_accept_emfile_does_not_spin)
 TEST_POLL(net_zero_allocations_per_round_trip)
 TEST_POLL(net_connect_localhost_resolved_off_thread)
+TEST(net_suite_on_fallback_when_uring_blocked)
 
 /* test_uring_ops.c */
 TEST(uring_ops_native_path)

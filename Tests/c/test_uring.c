@@ -7,15 +7,9 @@
 #include "test.h"
 
 #include <fcntl.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
-#include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define MS 1000000LL
@@ -73,37 +67,7 @@ TEST_IMPL(uring_env_selects_uring) {
 
 /* ---- io_uring refused by seccomp --------------------------------------- */
 
-#if defined(__x86_64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
 #define CHILD_SKIP 77
-
-/* Makes io_uring_setup fail with EPERM in this process from now on, as a
-   container runtime's profile does. Returns 0 or -errno. */
-static int block_io_uring(void) {
-#ifdef THIS_AUDIT_ARCH
-  struct sock_filter code[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    return -errno;
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-    return -errno;
-  return 0;
-#else
-  return -ENOSYS;
-#endif
-}
 
 static void quiet_run(void *arg) { (*(int *)arg)++; }
 
@@ -111,7 +75,7 @@ static void quiet_run(void *arg) { (*(int *)arg)++; }
    name (option or environment) io_uring is CLOOP_ENOBACKEND. */
 static void seccomp_child(void *arg) {
   (void)arg;
-  int r = block_io_uring();
+  int r = test_block_io_uring();
   if (r < 0) {
     fprintf(stderr, "cannot install a seccomp filter: %s", strerror(-r));
     _exit(CHILD_SKIP);
