@@ -67,6 +67,10 @@ void cloop__fd_ready(cloop_loop *loop, int fd, int mask);
 /* Grows the fd table to hold fd (watch.c). Returns 0 or -ENOMEM. */
 int cloop__fd_reserve(cloop_loop *loop, int fd);
 
+/* A new fd from socket(2)/accept(2): drops table state left by an fd of
+   the same number that was closed behind the loop's back (io.c). */
+void cloop__fd_fresh(cloop_loop *loop, int fd);
+
 /* Ends an I/O operation with result and queues its callback (io.c). */
 void cloop__op_complete(cloop_op *op, int result);
 
@@ -115,6 +119,9 @@ void *cloop__slab_alloc(cloop__slab_pool *p);
 void cloop__slab_give(cloop__slab_pool *p, void *obj);
 void cloop__slab_free(cloop__slab_pool *p);
 
+/* The size of io.c's standing registrations, for the loop's interests. */
+extern const size_t cloop__interest_size;
+
 /* The size of net.c's per-call operation object, for the loop's net_ops. */
 extern const size_t cloop__net_op_size;
 
@@ -123,6 +130,8 @@ extern const size_t cloop__net_op_size;
 typedef struct cloop__fd_slot {
   cloop_watcher *reader, *writer;
   cloop_op *op_in, *op_out; /* I/O operations in flight per side (io.c) */
+  struct cloop__interest *interest[2]; /* io.c's standing registrations:
+                                          receiving side, sending side */
 } cloop__fd_slot;
 
 struct cloop_loop {
@@ -154,6 +163,7 @@ struct cloop_loop {
   uint64_t tasks_spawned;       /* for default names */
   cloop__stack_pool stacks;
   cloop__slab_pool task_slab;   /* struct cloop_task + its inline save area */
+  cloop__slab_pool interests;   /* io.c's (cloop__interest_size) */
   cloop__slab_pool net_ops;     /* net.c's operation objects (cloop__net_op_size) */
   cloop_stack_mode task_stack;  /* tasks' default: PRIVATE or SHARED */
   char *shared_lo;              /* the shared stack, from the pool */

@@ -10,8 +10,18 @@
  *
  * Each fd has at most one operation in flight per side (the fd table's
  * op_in for accept/recv, op_out for connect/send), so that closing the fd
- * can complete them, and so that the readiness path needs only the one
- * watcher per direction the table allows. */
+ * can complete them.
+ *
+ * The readiness path keeps an fd side's epoll registration (an "interest")
+ * from one operation to the next, as libuv keeps a stream's: a loop that
+ * receives, echoes and receives again pays no epoll_ctl per message, and
+ * once an operation has waited on an fd side the next one waits at once
+ * instead of trying a syscall that would say EAGAIN. An interest that
+ * becomes ready while no operation waits is dropped then (level-triggered,
+ * it would report every iteration). The price is a rule: close an fd that
+ * had operations with cloop_close_fd (or cloop_sock_close), since the
+ * kernel forgets a closed fd's registration without telling the loop; an
+ * fd number the loop sees come back from accept is cleaned up anyway. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -32,6 +42,44 @@ static int is_receiving(int kind) {
 static cloop_op **side_slot(cloop_loop *loop, cloop_op *op) {
   cloop__fd_slot *s = &loop->fds[op->fd];
   return is_receiving(op->kind) ? &s->op_in : &s->op_out;
+}
+
+/* An fd side's standing registration (readiness path). */
+typedef struct cloop__interest {
+  cloop_watcher watcher;
+  cloop_op *op; /* the operation waiting, or NULL while idle */
+} cloop__interest;
+
+const size_t cloop__interest_size = sizeof(cloop__interest);
+
+static cloop__interest **interest_slot(cloop_loop *loop, int fd, int receiving) {
+  return &loop->fds[fd].interest[receiving ? 0 : 1];
+}
+
+/* Ends an interest: unregisters it and gives its memory back. An idle one
+   does not count in loop->alive (see park/unpark); cloop_unwatch takes one
+   off, so it is counted back first. */
+static void drop_interest(cloop_loop *loop, cloop__interest *in) {
+  int fd = in->watcher.fd, receiving = in->watcher.dir == CLOOP_READABLE;
+  if (!in->op)
+    loop->alive++;
+  cloop_unwatch(loop, &in->watcher);
+  *interest_slot(loop, fd, receiving) = NULL;
+  cloop__slab_give(&loop->interests, in);
+}
+
+/* An operation waits on the interest: it keeps the loop alive. */
+static void park(cloop_loop *loop, cloop__interest *in, cloop_op *op) {
+  if (!in->op)
+    loop->alive++;
+  in->op = op;
+}
+
+/* The interest goes idle: it no longer keeps the loop alive. */
+static void unpark(cloop_loop *loop, cloop__interest *in) {
+  if (in->op)
+    loop->alive--;
+  in->op = NULL;
 }
 
 /* Runs the caller's callback: the op's handle on the ready ring. */
@@ -99,13 +147,34 @@ static int attempt(cloop_op *op) {
   }
 }
 
-/* The fd is ready for op's side: try again, or keep waiting. */
+/* Forgets what the table holds for an fd number that the kernel has just
+   handed out again (accept here, socket(2) in net.c): the fd it named was
+   closed without cloop_close_fd, and its registration went with it. */
+void cloop__fd_fresh(cloop_loop *loop, int fd) {
+  if (fd < 0 || fd >= loop->nfds)
+    return;
+  for (int side = 0; side < 2; side++) {
+    cloop__interest *in = loop->fds[fd].interest[side];
+    if (in && !in->op)
+      drop_interest(loop, in); /* its DEL fails quietly: nothing is there */
+  }
+}
+
+/* The fd is ready for an interest's side: try its operation again, or
+   keep waiting; with none waiting, drop the interest. */
 static void on_ready(void *arg) {
-  cloop_op *op = arg;
+  cloop__interest *in = arg;
+  cloop_op *op = in->op;
+  if (!op) {
+    drop_interest(in->watcher.loop, in);
+    return;
+  }
   int r = attempt(op);
   if (r == -EAGAIN)
     return; /* level-triggered: the watcher calls again when ready */
-  cloop_unwatch(op->loop, &op->watcher);
+  unpark(op->loop, in);
+  if (op->kind == CLOOP_OP_ACCEPT && r >= 0)
+    cloop__fd_fresh(op->loop, r);
   /* Already in a batch: the callback runs now, not an iteration later. */
   settle(op, r);
   op->state = OP_IDLE;
@@ -152,20 +221,35 @@ static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
 
   *slot = op;
   op->state = OP_IN_FLIGHT;
+  cloop__interest **islot = interest_slot(loop, fd, is_receiving(kind));
+  if (*islot) { /* it waited here last time: wait again, no syscall */
+    park(loop, *islot, op);
+    return 0;
+  }
   r = attempt(op);
   if (r != -EAGAIN) { /* done at once: the callback still comes later */
+    if (kind == CLOOP_OP_ACCEPT && r >= 0)
+      cloop__fd_fresh(loop, r);
     cloop__op_complete(op, r);
     return 0;
   }
-  cloop_watcher_init(&op->watcher);
-  r = cloop_watch(loop, &op->watcher, fd,
+  cloop__interest *in = cloop__slab_alloc(&loop->interests);
+  if (!in) {
+    *slot = NULL;
+    op->state = OP_IDLE;
+    return -ENOMEM;
+  }
+  r = cloop_watch(loop, &in->watcher, fd,
                   is_receiving(kind) ? CLOOP_READABLE : CLOOP_WRITABLE,
-                  on_ready, op);
+                  on_ready, in); /* counts in loop->alive: op waits */
   if (r < 0) {
+    cloop__slab_give(&loop->interests, in);
     *slot = NULL;
     op->state = OP_IDLE;
     return r;
   }
+  in->op = op;
+  *islot = in;
   return 0;
 }
 
@@ -215,7 +299,9 @@ static int finish_early(cloop_loop *loop, cloop_op *op, int result) {
     if (op->state != OP_IN_FLIGHT)
       return 0; /* the kernel had finished it: its result stands */
   } else {
-    cloop_unwatch(loop, &op->watcher);
+    cloop__interest *in = *interest_slot(loop, op->fd, is_receiving(op->kind));
+    if (in && in->op == op)
+      unpark(loop, in); /* the registration stays for the next operation */
   }
   cloop__op_complete(op, result);
   return 1;
@@ -234,6 +320,9 @@ int cloop_close_fd(cloop_loop *loop, int fd) {
       finish_early(loop, s->op_in, -EBADF);
     if (s->op_out)
       finish_early(loop, s->op_out, -EBADF);
+    for (int side = 0; side < 2; side++)
+      if (s->interest[side])
+        drop_interest(loop, s->interest[side]);
     if (s->reader)
       cloop_unwatch(loop, s->reader);
     if (s->writer)

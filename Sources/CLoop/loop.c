@@ -60,6 +60,7 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
                          ? CLOOP_STACK_SHARED : CLOOP_STACK_PRIVATE;
   cloop__stack_pool_init(&loop->stacks, stack_size);
   cloop__slab_init(&loop->task_slab, CLOOP__TASK_SLOT);
+  cloop__slab_init(&loop->interests, cloop__interest_size);
   cloop__slab_init(&loop->net_ops, cloop__net_op_size);
   ring_init(&loop->ready);
   ring_init(&loop->ts_ring);
@@ -106,6 +107,7 @@ int cloop_loop_free(cloop_loop *loop) {
   loop->ops->close(loop);
   cloop__stack_pool_free(&loop->stacks);
   cloop__slab_free(&loop->task_slab);
+  cloop__slab_free(&loop->interests);
   cloop__slab_free(&loop->net_ops);
   cloop__ctx_free(&loop->main_ctx);
   cloop__heap_free(&loop->timers);

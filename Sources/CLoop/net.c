@@ -395,6 +395,7 @@ static int connect_one(cloop_task *t, net_op *n, const struct sockaddr *addr,
                   IPPROTO_TCP);
   if (fd < 0)
     return -errno;
+  cloop__fd_fresh(t->loop, fd);
   op_prepare(t, n);
   int r = op_wait(t, n, cloop_op_connect(t->loop, &n->op, fd, addr, len,
                                          op_done, n));
