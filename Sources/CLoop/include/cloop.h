@@ -264,7 +264,9 @@ void cloop_watcher_init(cloop_watcher *w);
    completes with its completion. At most one operation per side of an fd
    at a time: the receiving side (accept, recv) and the sending side
    (connect, send). Zero an operation's memory before its first use; after
-   its callback has run it may be started again. */
+   its callback has run it may be started again. Close an fd that has had
+   operations with cloop_close_fd (cloop_sock_close in a task), not
+   close(2): the loop keeps its registration between operations. */
 enum { CLOOP_OP_ACCEPT = 1, CLOOP_OP_CONNECT, CLOOP_OP_RECV, CLOOP_OP_SEND };
 
 typedef struct cloop_op cloop_op;
