@@ -254,6 +254,15 @@ void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
 #define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
 #endif
 
+int test_install_seccomp(struct sock_filter *code, unsigned short n) {
+  struct sock_fprog prog = {n, code};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return -errno;
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+    return -errno;
+  return 0;
+}
+
 int test_block_io_uring(void) {
 #ifdef THIS_AUDIT_ARCH
   struct sock_filter code[] = {
@@ -265,12 +274,7 @@ int test_block_io_uring(void) {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    return -errno;
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-    return -errno;
-  return 0;
+  return test_install_seccomp(code, sizeof code / sizeof code[0]);
 #else
   return -ENOSYS;
 #endif

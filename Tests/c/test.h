@@ -139,6 +139,11 @@ int test_child_stderr(void (*fn)(void *), void *arg, char *out, size_t cap);
 void test_expect_abort(const char *what, void (*fn)(void *), void *arg,
                        const char *word);
 
+/* Installs a seccomp filter (after PR_SET_NO_NEW_PRIVS) in this process:
+   0 or -errno. For tests that fork a child to take a syscall away. */
+struct sock_filter;
+int test_install_seccomp(struct sock_filter *code, unsigned short n);
+
 /* Makes io_uring_setup fail with EPERM in this process (and its future
    children) from now on, by a seccomp filter, as a container runtime's
    profile does; for a forked child only, it cannot be undone. Returns 0 or

@@ -19,7 +19,6 @@
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -644,12 +643,7 @@ static int block_sync_cancel(void) {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EINVAL & SECCOMP_RET_DATA)),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    return -errno;
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-    return -errno;
-  return 0;
+  return test_install_seccomp(code, sizeof code / sizeof code[0]);
 #else
   return -ENOSYS;
 #endif
