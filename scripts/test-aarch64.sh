@@ -10,6 +10,7 @@
 # syscalls, and the target's liburing is not installed); its tests SKIP,
 # as on a kernel without io_uring.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
@@ -19,17 +20,7 @@ command -v make >/dev/null || missing+=(make)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 [[ -e /usr/aarch64-linux-gnu/include/stdio.h ]] || missing+=(libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
-if ((${#missing[@]})); then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "test-aarch64: installing ${missing[*]}" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-  else
-    echo "test-aarch64: missing ${missing[*]}; install with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+apt_install test-aarch64 "${missing[@]}"
 
 step() { printf '\n== %s\n' "$*"; }
 
