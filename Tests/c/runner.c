@@ -168,10 +168,14 @@ int test__run_switch(cloop_switch mode, int (*body)(const cloop_options *)) {
 
 intptr_t test_run_task(const cloop_options *opts, cloop_task_fn fn, void *arg) {
   cloop_loop *loop;
-  cloop_task *t;
   ASSERT_EQ(cloop_loop_new(&loop, opts), 0);
   if (opts)
     ASSERT_EQ(cloop_loop_switch(loop), opts->switch_mode);
+  return test_run_loop(loop, fn, arg);
+}
+
+intptr_t test_run_loop(cloop_loop *loop, cloop_task_fn fn, void *arg) {
+  cloop_task *t;
   ASSERT_EQ(cloop_spawn(loop, &t, fn, arg, "test-main"), 0);
   ASSERT_EQ(cloop_run(loop), 0);
   cloop_future *f = cloop_task_future(t);

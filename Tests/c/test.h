@@ -128,6 +128,9 @@ _Noreturn void test__fail(void);
    result (>= 0) or error. */
 intptr_t test_run_task(const cloop_options *opts, cloop_task_fn fn, void *arg);
 
+/* The same on a loop the test made (test_run_task's second half). */
+intptr_t test_run_loop(cloop_loop *loop, cloop_task_fn fn, void *arg);
+
 /* Runs fn(arg) in a forked child (fn returning exits 0) with stderr going
    to `out` (NUL-terminated, the first cap - 1 bytes kept). Returns the
    wait status. */

@@ -60,20 +60,6 @@ void *realloc(void *p, size_t n) {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* Runs fn(arg) as the main task of loop until the loop has nothing left,
-   frees the loop and returns the task's result or error. */
-static intptr_t run_loop(cloop_loop *loop, cloop_task_fn fn, void *arg) {
-  cloop_task *t;
-  ASSERT_EQ(cloop_spawn(loop, &t, fn, arg, "test-main"), 0);
-  ASSERT_EQ(cloop_run(loop), 0);
-  cloop_future *f = cloop_task_future(t);
-  ASSERT(cloop_future_done(f));
-  intptr_t r = f->state == CLOOP_DONE ? f->value : f->error;
-  cloop_task_release(t);
-  ASSERT_EQ(cloop_loop_free(loop), 0);
-  return r;
-}
-
 /* What CLOOP_BACKEND_AUTO must give: only the fall-back test sets it
    (to epoll, io_uring being blocked there). */
 static cloop_backend auto_expect = CLOOP_BACKEND_AUTO;
@@ -100,7 +86,7 @@ static cloop_backend auto_expect = CLOOP_BACKEND_AUTO;
   do {                                                                       \
     cloop_loop *l__;                                                         \
     NET_LOOP_NEW(l__, backend);                                              \
-    ASSERT_EQ(run_loop(l__, (fn), (arg)), 0);                                \
+    ASSERT_EQ(test_run_loop(l__, (fn), (arg)), 0);                           \
   } while (0)
 
 static cloop_loop *my_loop(void) { return cloop_task_loop(cloop_current_task()); }
@@ -681,7 +667,7 @@ TEST_IMPL_POLL(net_10k_connections_no_fd_left) {
        as the alternate signal stack of the first task): one connection */
     cloop_loop *warm;
     NET_LOOP_NEW(warm, backend);
-    ASSERT_EQ(run_loop(warm, tk_warm_up, NULL), 0);
+    ASSERT_EQ(test_run_loop(warm, tk_warm_up, NULL), 0);
   }
   int fds_before = count_fds();
   size_t heap_before = heap_in_use();
@@ -698,7 +684,7 @@ TEST_IMPL_POLL(net_10k_connections_no_fd_left) {
     int child_before = count_fds();
     cloop_loop *loop;
     NET_LOOP_NEW(loop, backend);
-    ASSERT_EQ(run_loop(loop, tk_clients_main, NULL), 0);
+    ASSERT_EQ(test_run_loop(loop, tk_clients_main, NULL), 0);
     ASSERT_EQ(tk.connected, TENK);
     ASSERT_EQ(count_fds(), child_before);
     check_heap_back("clients", heap_before);
@@ -706,7 +692,7 @@ TEST_IMPL_POLL(net_10k_connections_no_fd_left) {
   }
   cloop_loop *loop;
   NET_LOOP_NEW(loop, backend);
-  ASSERT_EQ(run_loop(loop, tk_server_main, &s), 0);
+  ASSERT_EQ(test_run_loop(loop, tk_server_main, &s), 0);
   int status;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -1095,7 +1081,7 @@ TEST_IMPL_POLL(net_accept_emfile_does_not_spin) {
       ;
     ASSERT_EQ(errno, EMFILE);
     ASSERT_EQ(write(pipefd[1], &port, sizeof port), (ssize_t)sizeof port);
-    ASSERT_EQ(run_loop(loop, emfile_main, &e), 0);
+    ASSERT_EQ(test_run_loop(loop, emfile_main, &e), 0);
     fprintf(stderr, "EMFILE: %d accept returns and %lld us of CPU in 100 ms\n",
             e.emfile_returns, (long long)e.cpu_us);
     ASSERT(e.accepted);
