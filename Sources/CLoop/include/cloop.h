@@ -287,7 +287,6 @@ struct cloop_op {
   socklen_t addrlen;
   uint8_t state;           /* idle, in flight, complete */
   uint8_t connecting;      /* epoll connect: waiting for writability */
-  cloop_watcher watcher;   /* epoll: readiness after EAGAIN */
   uint64_t tag;            /* io_uring: the submission's user_data */
 };
 
