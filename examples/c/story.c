@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MS 1000000LL /* nanoseconds */
 #define NSLEEPERS 1000
