@@ -14,6 +14,11 @@ let package = Package(
     .library(name: "CLoop", targets: ["CLoop"]),
     .library(name: "TinyAsync", targets: ["TinyAsync"]),
   ],
+  dependencies: [
+    // The Swift layer logs (an unretrieved task error) through swift-log,
+    // as server-side Swift does.
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+  ],
   targets: [
     // liburing (apt: liburing-dev) for CLoop's io_uring backend; internal
     // to CLoop: its public header does not include liburing.h.
@@ -35,7 +40,7 @@ let package = Package(
     ),
     .target(
       name: "TinyAsync",
-      dependencies: ["CLoop"]
+      dependencies: ["CLoop", .product(name: "Logging", package: "swift-log")]
     ),
     .executableTarget(
       name: "tinyasync-demo",

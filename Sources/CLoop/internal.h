@@ -144,6 +144,7 @@ struct cloop_loop {
   uint32_t nwatchers;     /* active fd watchers */
   int stopping;
   int running;
+  void *data;             /* the embedder's, see cloop_loop_set_data */
 
   /* fd watchers, indexed by fd */
   cloop__fd_slot *fds;

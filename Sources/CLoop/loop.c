@@ -13,6 +13,8 @@
 #include "task.h"
 
 __thread char cloop__thread_marker __attribute__((tls_model("initial-exec")));
+/* The loop whose cloop_run / cloop_run_once is on this thread's stack. */
+static __thread cloop_loop *running_loop;
 
 void cloop_options_init(cloop_options *opts) {
   memset(opts, 0, sizeof *opts);
@@ -272,7 +274,10 @@ int cloop_run_once(cloop_loop *loop, int64_t timeout_ns) {
   if (loop->running)
     cloop__misuse("cloop_run_once called from a callback of the same loop");
   loop->running = 1;
+  cloop_loop *outer = running_loop; /* another loop's callback may run this */
+  running_loop = loop;
   int r = cloop__iterate(loop, timeout_ns);
+  running_loop = outer;
   loop->running = 0;
   return r;
 }
@@ -282,13 +287,29 @@ int cloop_run(cloop_loop *loop) {
   if (loop->running)
     cloop__misuse("cloop_run called from a callback of the same loop");
   loop->running = 1;
+  cloop_loop *outer = running_loop;
+  running_loop = loop;
   int r;
   do {
     r = iterate(loop, -1); /* inline: no call and return per iteration */
     if (r >= 0 && loop->stopping)
       r = 1;
   } while (r > 0 && !loop->stopping);
+  running_loop = outer;
   loop->stopping = 0;
   loop->running = 0;
   return r;
 }
+
+cloop_loop *cloop_running_loop(void) { return running_loop; }
+
+int cloop_loop_is_owner(const cloop_loop *loop) {
+  return loop->owner == &cloop__thread_marker;
+}
+
+void cloop_loop_set_data(cloop_loop *loop, void *data) {
+  CLOOP__CHECK(loop, "cloop_loop_set_data");
+  loop->data = data;
+}
+
+void *cloop_loop_data(const cloop_loop *loop) { return loop->data; }

@@ -11,11 +11,18 @@ internal import Glibc
 /// it runs wait for the next iteration, so no callback can starve timers or
 /// I/O.
 ///
-/// A loop is confined to the thread that created it (it is not `Sendable`);
-/// other threads reach it only through ``threadSafeHandle``. It owns its C
-/// loop and frees it in `deinit`, dropping unrun closures without running
-/// them. Closures you schedule are retained until they run or are
-/// cancelled; one that captures the loop keeps it alive until then.
+/// A loop is confined to the thread that created it: its methods stop the
+/// program with a message when called from another thread. It is
+/// `Sendable` only because Swift requires it of an executor (and enqueueing
+/// a job is safe from any thread); other threads reach it through
+/// ``threadSafeHandle``. It owns its C loop and frees it in `deinit`,
+/// dropping unrun closures without running them. Closures you schedule are
+/// retained until they run or are cancelled; one that captures the loop
+/// keeps it alive until then.
+///
+/// It is also a Swift `SerialExecutor` and `TaskExecutor`, so ordinary
+/// `async` code runs on it: see ``runUntilComplete(_:)`` and
+/// ``run(backend:_:)``.
 ///
 /// ```swift
 /// let loop = try EventLoop()
@@ -33,9 +40,15 @@ public final class EventLoop {
   public let backend: Backend
 
   private let threadSafeQueue: ThreadSafeQueue
+  /// Swift jobs enqueued on this loop as an executor.
+  let jobQueue: JobQueue
   /// Closures scheduled and not yet run or cancelled (see `CallbackBox`).
   private var liveHead: CallbackBox?
   private var refCount = 0
+  /// Spawned tasks not yet ended (see `SpawnedNode`), and how many were made.
+  private var liveSpawned: SpawnedNode?
+  var spawnCount = 0
+  private var finishingSpawned = false
 
   /// Creates a loop owned by the calling thread.
   ///
@@ -53,7 +66,10 @@ public final class EventLoop {
     cLoop = loop
     self.backend = Backend(cloop_loop_backend(loop))
     threadSafeQueue = ThreadSafeQueue(loop: loop)
+    jobQueue = JobQueue(loop: loop)
     threadSafeQueue.owner = self
+    jobQueue.owner = self
+    cloop_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
   }
 
   deinit {
@@ -61,6 +77,8 @@ public final class EventLoop {
     let drainInFlight = threadSafeQueue.close()
     // 2. Cancel every scheduled closure: it is released, never run.
     while let box = liveHead { box.cancel() }
+    precondition(jobQueue.isEmpty, "EventLoop freed with Swift jobs not yet run")
+    _ = cloop_handle_cancel(cLoop, jobQueue.handle)
     // 3. A wake-up handle already handed to C must come through before the
     //    loop is freed; with nothing else scheduled this runs nothing else.
     if drainInFlight {
@@ -175,6 +193,39 @@ public final class EventLoop {
     ThreadSafeHandle(queue: threadSafeQueue)
   }
 
+  // MARK: Spawned tasks
+
+  func linkSpawned(_ node: SpawnedNode) {
+    node.next = liveSpawned
+    liveSpawned?.prev = node
+    liveSpawned = node
+  }
+
+  func unlinkSpawned(_ node: SpawnedNode) {
+    if let prev = node.prev { prev.next = node.next } else { liveSpawned = node.next }
+    node.next?.prev = node.prev
+    node.next = nil
+    node.prev = nil
+    if finishingSpawned && liveSpawned == nil { cloop_stop(cLoop) }
+  }
+
+  /// Cancels the spawned tasks still running and runs the loop until they
+  /// have ended (asyncio.run's clean-up of remaining tasks).
+  func finishSpawned() throws(TinyAsyncError) {
+    guard liveSpawned != nil else { return }
+    finishingSpawned = true
+    defer { finishingSpawned = false }
+    var node = liveSpawned
+    while let n = node {
+      n.cancel()
+      node = n.next
+    }
+    while liveSpawned != nil {
+      let rc = cloop_run(cLoop)
+      if rc < 0 { throw TinyAsyncError(code: rc) }
+    }
+  }
+
   // MARK: The list of live boxes
 
   private func link(_ box: CallbackBox) {
@@ -198,5 +249,31 @@ public final class EventLoop {
   }
 }
 
-@available(*, unavailable, message: "an EventLoop belongs to its thread; use threadSafeHandle from others")
-extension EventLoop: Sendable {}
+// Loop-confined in all but the executor's enqueue; see the type's comment.
+extension EventLoop: @unchecked Sendable {}
+
+extension EventLoop {
+  /// True on the thread that owns this loop.
+  public var isOnLoopThread: Bool { cloop_loop_is_owner(cLoop) != 0 }
+
+  /// The loop whose ``run()`` (or ``runUntilComplete(_:)``) is running on
+  /// this thread: the loop of the async code, fiber or callback calling it.
+  /// `nil` outside a running loop.
+  public static var current: EventLoop? {
+    guard let cLoop = cloop_running_loop(), let data = cloop_loop_data(cLoop) else { return nil }
+    return Unmanaged<EventLoop>.fromOpaque(data).takeUnretainedValue()
+  }
+
+  /// ``current``, or a stop naming `operation` when no loop runs here.
+  static func running(for operation: StaticString) -> EventLoop {
+    guard let loop = current else {
+      preconditionFailure("\(operation) needs a running EventLoop on this thread (call it from code started by EventLoop.run / runUntilComplete / spawn, or a fiber)")
+    }
+    return loop
+  }
+
+  @inline(__always)
+  func checkThread(_ operation: StaticString) {
+    precondition(isOnLoopThread, "\(operation): an EventLoop is used from a thread that does not own it (use threadSafeHandle)")
+  }
+}

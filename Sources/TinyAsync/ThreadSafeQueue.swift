@@ -24,6 +24,8 @@ final class ThreadSafeQueue: @unchecked Sendable {
   enum Call {
     case plain(@Sendable () -> Void)
     case withLoop(@Sendable (EventLoop) -> Void)
+    /// A Swift job enqueued on the loop's executor from another thread.
+    case job(UnownedJob)
   }
 
   struct State {
@@ -90,6 +92,7 @@ final class ThreadSafeQueue: @unchecked Sendable {
       switch call {
       case .plain(let body): body()
       case .withLoop(let body): body(owner)
+      case .job(let job): owner.jobQueue.push(job)
       }
     }
   }
@@ -103,6 +106,12 @@ final class ThreadSafeQueue: @unchecked Sendable {
       var dropped: [Call] = []
       swap(&dropped, &state.pending)
       return (dropped, state.scheduled)
+    }
+    for case .job in dropped {
+      // A job is a Swift task's next step: dropping it would leak the task
+      // and hang whatever awaits it. (EventLoop.deinit runs only when no
+      // task holds the loop, so nothing should be here.)
+      preconditionFailure("EventLoop freed while another thread enqueued a Swift job on it")
     }
     _ = consume dropped  // released outside the lock: their deinits may take it
     return scheduled

@@ -2,19 +2,41 @@ internal import CLoop
 internal import Glibc
 
 /// The one error type of TinyAsync: every failure the C core reports as a
-/// negative code arrives here as a named case, with the system's message.
+/// negative code, and every interruption (cancellation, a timeout), arrives
+/// as a named case; ``message`` is the system's words for it.
 ///
 /// ```swift
 /// do {
-///     let loop = try EventLoop(backend: .ioUring)
-///     print("running on \(loop.backend)")
-/// } catch .backendUnavailable {
-///     print("no io_uring here; use .automatic to fall back to epoll")
+///     let connection = try await TCPConnection.connect(host: "127.0.0.1", port: 9)
+///     _ = connection
+/// } catch .connectionRefused {
+///     print("nobody listens there")
 /// } catch {
-///     print("could not create a loop: \(error)")
+///     print("connect failed: \(error)")
 /// }
 /// ```
 public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
+  /// The operation was cancelled: the Swift task (or fiber) was cancelled
+  /// while it waited, or a ``Future`` was cancelled (`ECANCELED`).
+  case cancelled
+  /// A ``withTimeout(_:_:)`` scope's deadline passed while the operation
+  /// waited (`ETIMEDOUT`), or a connection attempt timed out.
+  case timedOut
+  /// Nobody listens at the address connected to (`ECONNREFUSED`).
+  case connectionRefused
+  /// The peer reset the connection (`ECONNRESET`).
+  case connectionReset
+  /// Writing to a connection the peer has closed (`EPIPE`).
+  case brokenPipe
+  /// The address to listen on is taken (`EADDRINUSE`).
+  case addressInUse
+  /// A host name did not resolve (`ENOENT` from the C core's lookup).
+  case hostNotFound
+  /// The socket was closed while the operation waited on it (`EBADF`).
+  case closed
+  /// ``TCPConnection/read(until:max:)`` read `max` bytes without finding
+  /// the delimiter (`EMSGSIZE`); those bytes are consumed.
+  case delimiterNotFound
   /// The backend asked for by name (e.g. `.ioUring`) cannot run here: not
   /// built in, refused by seccomp (`EPERM`), or unknown to the kernel.
   case backendUnavailable
@@ -30,10 +52,17 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   init(code: Int32) {
     precondition(code < 0, "TinyAsyncError(code:) needs a negative C result, got \(code)")
     switch code {
-    case CLOOP_ENOBACKEND:
-      self = .backendUnavailable
-    case -ENOMEM:
-      self = .outOfMemory
+    case -ECANCELED: self = .cancelled
+    case -ETIMEDOUT: self = .timedOut
+    case -ECONNREFUSED: self = .connectionRefused
+    case -ECONNRESET: self = .connectionReset
+    case -EPIPE: self = .brokenPipe
+    case -EADDRINUSE: self = .addressInUse
+    case -ENOENT: self = .hostNotFound
+    case -EBADF: self = .closed
+    case -EMSGSIZE: self = .delimiterNotFound
+    case CLOOP_ENOBACKEND: self = .backendUnavailable
+    case -ENOMEM: self = .outOfMemory
     case -4095 ... -1:  // Linux errno range (MAX_ERRNO is 4095)
       self = .system(errno: -code, message: Self.message(for: code))
     default:
@@ -41,25 +70,77 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     }
   }
 
-  /// What went wrong, in the words of `cloop_strerror()`.
+  /// The negative C code this error stands for (for the C core's futures).
+  var code: Int32 {
+    switch self {
+    case .cancelled: -ECANCELED
+    case .timedOut: -ETIMEDOUT
+    case .connectionRefused: -ECONNREFUSED
+    case .connectionReset: -ECONNRESET
+    case .brokenPipe: -EPIPE
+    case .addressInUse: -EADDRINUSE
+    case .hostNotFound: -ENOENT
+    case .closed: -EBADF
+    case .delimiterNotFound: -EMSGSIZE
+    case .backendUnavailable: CLOOP_ENOBACKEND
+    case .outOfMemory: -ENOMEM
+    case .system(let errno, _): -errno
+    case .library(let code, _): code
+    }
+  }
+
+  /// The system's `errno` for this error, or `nil` for CLoop's own codes.
+  public var errno: Int32? {
+    let code = self.code
+    return (-4095 ... -1).contains(code) ? -code : nil
+  }
+
+  /// What went wrong, in the words of `strerror` / `cloop_strerror()`.
   public var message: String {
     switch self {
-    case .backendUnavailable: Self.message(for: CLOOP_ENOBACKEND)
-    case .outOfMemory: Self.message(for: -ENOMEM)
     case .system(_, let message), .library(_, let message): message
+    case .hostNotFound: "host not found"
+    case .delimiterNotFound: "no delimiter within the maximum length"
+    case .closed: "socket closed"
+    default: Self.message(for: code)
     }
   }
 
   public var description: String {
     switch self {
-    case .backendUnavailable: "backend unavailable: \(message)"
-    case .outOfMemory: "out of memory"
     case .system(let errno, let message): "\(message) (errno \(errno))"
     case .library(let code, let message): "\(message) (CLoop code \(code))"
+    case .backendUnavailable: "backend unavailable: \(message)"
+    default: "\(caseName): \(message)"
+    }
+  }
+
+  private var caseName: String {
+    switch self {
+    case .cancelled: "cancelled"
+    case .timedOut: "timed out"
+    case .connectionRefused: "connection refused"
+    case .connectionReset: "connection reset"
+    case .brokenPipe: "broken pipe"
+    case .addressInUse: "address in use"
+    case .hostNotFound: "host not found"
+    case .closed: "closed"
+    case .delimiterNotFound: "delimiter not found"
+    case .backendUnavailable: "backend unavailable"
+    case .outOfMemory: "out of memory"
+    case .system: "system"
+    case .library: "library"
     }
   }
 
   private static func message(for code: Int32) -> String {
     String(cString: cloop_strerror(code))
+  }
+
+  /// Throws the error for a negative C result; returns non-negative ones.
+  @inline(__always)
+  static func check(_ rc: Int32) throws(TinyAsyncError) -> Int32 {
+    if rc < 0 { throw TinyAsyncError(code: rc) }
+    return rc
   }
 }

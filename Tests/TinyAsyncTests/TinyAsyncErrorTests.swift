@@ -8,9 +8,21 @@ struct TinyAsyncErrorTests {
   @Test func codesMapToNamedCases() {
     #expect(TinyAsyncError(code: CLOOP_ENOBACKEND) == .backendUnavailable)
     #expect(TinyAsyncError(code: -ENOMEM) == .outOfMemory)
-    #expect(TinyAsyncError(code: -ECONNREFUSED)
-      == .system(errno: ECONNREFUSED, message: String(cString: strerror(ECONNREFUSED))))
-    #expect(TinyAsyncError(code: -EBADF) == .system(errno: EBADF, message: "Bad file descriptor"))
+    #expect(TinyAsyncError(code: -ECANCELED) == .cancelled)
+    #expect(TinyAsyncError(code: -ETIMEDOUT) == .timedOut)
+    #expect(TinyAsyncError(code: -ECONNREFUSED) == .connectionRefused)
+    #expect(TinyAsyncError(code: -ECONNRESET) == .connectionReset)
+    #expect(TinyAsyncError(code: -EPIPE) == .brokenPipe)
+    #expect(TinyAsyncError(code: -EADDRINUSE) == .addressInUse)
+    #expect(TinyAsyncError(code: -ENOENT) == .hostNotFound)
+    #expect(TinyAsyncError(code: -EBADF) == .closed)
+    #expect(TinyAsyncError(code: -EMSGSIZE) == .delimiterNotFound)
+    #expect(TinyAsyncError(code: -EACCES) == .system(errno: EACCES, message: String(cString: strerror(EACCES))))
+    // Each named case goes back to the code it came from.
+    for code in [-ECANCELED, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EPIPE, -EADDRINUSE, -EACCES, CLOOP_ENOBACKEND] {
+      #expect(TinyAsyncError(code: code).code == code)
+    }
+    #expect(TinyAsyncError.connectionRefused.message == String(cString: strerror(ECONNREFUSED)))
     guard case .library(let code, let message) = TinyAsyncError(code: -29_999) else {
       Issue.record("an unknown library code must map to .library")
       return

@@ -139,6 +139,19 @@ cloop_backend cloop_loop_backend(const cloop_loop *loop);
 /* "epoll" or "io_uring". */
 const char *cloop_backend_name(cloop_backend backend);
 
+/* The loop whose cloop_run or cloop_run_once is running on this thread
+   (the innermost, if one loop's callback runs another), or NULL. */
+cloop_loop *cloop_running_loop(void);
+
+/* 1 if the calling thread owns loop (the one that created it), else 0.
+   Any thread may ask. */
+int cloop_loop_is_owner(const cloop_loop *loop);
+
+/* One pointer for the embedder (the Swift layer keeps its EventLoop
+   there); the loop never reads it. NULL until set. */
+void cloop_loop_set_data(cloop_loop *loop, void *data);
+void *cloop_loop_data(const cloop_loop *loop);
+
 /* A reference keeps cloop_run from returning for lack of work, e.g. while
    another thread will still make thread-safe calls. */
 void cloop_ref(cloop_loop *loop);

@@ -1,0 +1,113 @@
+/// Waits for all the given tasks and returns their values in argument order,
+/// typed (asyncio's `gather`):
+///
+/// ```swift
+/// try EventLoop.run {
+///     let loop = EventLoop.current!
+///     let a = loop.spawn { try await sleep(for: .milliseconds(30)); return 1 }
+///     let b = loop.spawn { try await sleep(for: .milliseconds(10)); return "two" }
+///     let (one, two) = try await gather(a, b)  // (1, "two"), after 30 ms
+/// }
+/// ```
+///
+/// When one fails, the others that are still running are cancelled and
+/// awaited; then the first failure by position is thrown (a task that failed
+/// only because gather cancelled it does not count). If the waiting task
+/// is cancelled, or an enclosing ``withTimeout(_:_:)`` expires, all of them
+/// are cancelled and awaited, then ``TinyAsyncError/cancelled`` (or
+/// ``TinyAsyncError/timedOut``) is thrown. Either way no task is left
+/// running, and no error goes unretrieved.
+public func gather<each Value>(
+  _ tasks: repeat TaskHandle<each Value>
+) async throws -> (repeat each Value) {
+  let loop = EventLoop.running(for: "gather")
+  let state = GatherState(loop: loop)
+  for task in repeat each tasks {
+    state.watch(task.state.future, cancel: task.state)
+  }
+  try await state.run()
+  // Every task is done: collect in argument order.
+  var position = 0
+  var failure: (any Error)?
+  for task in repeat each tasks {
+    if case .failure(let error)? = task.state.future.takeResult(),
+      failure == nil, !state.wasCancelledByGather(position)
+    {
+      failure = error
+    }
+    position += 1
+  }
+  if let failure { throw failure }
+  if let interruption = state.interruption { throw interruption }
+  return (repeat try (each tasks).state.future.takeResult()!.get())
+}
+
+/// gather's bookkeeping: which tasks are done, and the one continuation.
+final class GatherState {
+  let loop: EventLoop
+  private var pending = 0
+  private var count = 0
+  private var nodes: [SpawnedNode] = []
+  private var cancelledByGather: [Bool] = []
+  private var done: [Bool] = []
+  private var failed = false
+  /// Why gather stopped waiting early (cancelled, timed out), if it did.
+  private(set) var interruption: TinyAsyncError?
+  private var phaseOne: GatherWait?
+  private var allDone: UnsafeContinuation<Void, Never>?
+
+  init(loop: EventLoop) {
+    self.loop = loop
+  }
+
+  func watch<V>(_ future: Future<V>, cancel node: SpawnedNode) {
+    let position = count
+    count += 1
+    nodes.append(node)
+    cancelledByGather.append(false)
+    done.append(false)
+    if future.isDone {
+      done[position] = true
+      if case .failure? = future.peekResult { failed = true }
+      return
+    }
+    pending += 1
+    future.whenComplete { [self] ok in
+      done[position] = true
+      pending -= 1
+      if !ok && !failed && !cancelledByGather[position] {
+        failed = true
+        phaseOne?.finish(.success(()))
+      }
+      if pending == 0 {
+        phaseOne?.finish(.success(()))
+        allDone.take()?.resume()
+      }
+    }
+  }
+
+  func wasCancelledByGather(_ position: Int) -> Bool {
+    cancelledByGather[position]
+  }
+
+  func run() async throws {
+    if pending > 0 && !failed {
+      let wait = GatherWait(loop: loop)
+      phaseOne = wait
+      let result = await wait.wait()
+      phaseOne = nil
+      if case .failure(let error) = result { interruption = error }
+    }
+    guard pending > 0 else { return }
+    // A failure or an interruption: cancel the rest, and wait for them
+    // without being interruptible (no task may be left running).
+    for (position, node) in nodes.enumerated() where !done[position] {
+      cancelledByGather[position] = true
+      node.cancel()
+    }
+    await withUnsafeContinuation { allDone = $0 }
+  }
+}
+
+/// gather's first wait: until all are done or one fails.
+final class GatherWait: LoopWait<Void, TinyAsyncError>, @unchecked Sendable {}

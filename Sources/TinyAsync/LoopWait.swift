@@ -1,0 +1,120 @@
+internal import CLoop
+
+/// Something a ``withTimeout(_:_:)`` scope can interrupt while it waits,
+/// linked into the scope's list (intrusive: waiting allocates no node).
+/// Loop thread only.
+class Interruptible: @unchecked Sendable {
+  var scopeNext: Interruptible?
+  unowned(unsafe) var scopePrev: Interruptible?
+  func interrupt(_ error: TinyAsyncError) { fatalError("abstract") }
+}
+
+/// One suspension of a Swift task on the loop: every async operation of the
+/// async front (sleep, a future's value, a socket operation) is a subclass
+/// that starts its C operation in ``start()``, stops it in ``stop()``, and
+/// calls ``finish(_:)`` from the loop when it completes.
+///
+/// It is the seeds' `Future.__await__` in Swift: the task parks by handing
+/// its continuation to this object and is put back (its job enqueued on the
+/// loop) by whichever comes first:
+/// - the operation completing (``finish(_:)``);
+/// - the Swift task being cancelled (`withTaskCancellationHandler`; the
+///   handler may run on any thread, so from elsewhere it hops to the loop);
+/// - the deadline of an enclosing ``withTimeout(_:_:)`` scope.
+/// The continuation is resumed exactly once; the loser stops its operation.
+///
+/// `@unchecked Sendable`: the cancellation handler must be `@Sendable`; it
+/// touches the object only on the loop's thread (it hops there first).
+class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
+  let loop: EventLoop
+  private var continuation: UnsafeContinuation<Outcome, Never>?
+  /// An outcome that came before the task parked (and so before
+  /// ``start()``): an interruption, since cancellation handlers run at once
+  /// in an already-cancelled task.
+  private var early: Result<Success, Failure>?
+  /// Set once the outcome is handed over; later completions are ignored.
+  private var isOver = false
+  private var scope: TimeoutScope?
+
+  init(loop: EventLoop) {
+    self.loop = loop
+  }
+
+  /// Starts the operation. It must end by calling ``finish(_:)`` (from a
+  /// later callback, or at once).
+  func start() {}
+  /// Stops the operation without finishing: its completion must not come.
+  func stop() {}
+  /// The failure for an interruption (cancellation, timeout).
+  func failure(for error: TinyAsyncError) -> Failure {
+    error as! Failure  // Failure is TinyAsyncError or any Error
+  }
+
+  /// Parks the calling task until the operation finishes or it is
+  /// interrupted.
+  final func wait() async -> Result<Success, Failure> {
+    let scope = TimeoutScope.current
+    if let scope, scope.isExpired { return .failure(failure(for: .timedOut)) }
+    let outcome: Outcome = await withTaskCancellationHandler {
+      await withUnsafeContinuation { (continuation: UnsafeContinuation<Outcome, Never>) in
+        park(continuation, scope)
+      }
+    } onCancel: {
+      cancelFromAnyThread()
+    }
+    return outcome.value
+  }
+
+  typealias Outcome = LoopThreadOnly<Result<Success, Failure>>
+
+  private func park(_ continuation: UnsafeContinuation<Outcome, Never>, _ scope: TimeoutScope?) {
+    if let early {
+      isOver = true
+      continuation.resume(returning: Outcome(early))
+      return
+    }
+    self.continuation = continuation
+    if let scope {
+      self.scope = scope
+      scope.link(self)
+    }
+    start()
+  }
+
+  /// The cancellation handler runs on the thread that cancelled the task.
+  private func cancelFromAnyThread() {
+    if loop.isOnLoopThread {
+      interrupt(.cancelled)
+    } else {
+      loop.threadSafeHandle.call { self.interrupt(.cancelled) }
+    }
+  }
+
+  /// Called by the operation when it completes. Ignored after an
+  /// interruption won.
+  final func finish(_ result: Result<Success, Failure>) {
+    if isOver { return }
+    guard let continuation = continuation.take() else { return }
+    isOver = true
+    scope?.unlink(self)
+    scope = nil
+    continuation.resume(returning: Outcome(result))
+  }
+
+  final override func interrupt(_ error: TinyAsyncError) {
+    if isOver { return }
+    guard continuation != nil else {
+      if early == nil { early = .failure(failure(for: error)) }
+      return
+    }
+    stop()
+    finish(.failure(failure(for: error)))
+  }
+}
+
+/// A value handed between the loop's own tasks, which all run on its one
+/// thread: it never crosses threads, whatever its type.
+struct LoopThreadOnly<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
+}

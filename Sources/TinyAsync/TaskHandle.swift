@@ -1,0 +1,128 @@
+internal import CLoop
+
+/// A task started with ``EventLoop/spawn(name:_:)``: await its ``value``,
+/// ``cancel()`` it, read its ``name`` (asyncio's `Task`, named so as not to
+/// shadow Swift's `Task`).
+///
+/// The task runs whether or not anyone keeps the handle. If it fails and
+/// nobody reads its error, the error is logged when the handle and the task
+/// are gone (asyncio's "exception was never retrieved").
+///
+/// ```swift
+/// try EventLoop.run {
+///     let loop = EventLoop.current!
+///     let slow = loop.spawn(name: "slow") {
+///         try await sleep(for: .seconds(10))
+///         return "done"
+///     }
+///     try await sleep(for: .milliseconds(10))
+///     slow.cancel()
+///     do { _ = try await slow.value } catch TinyAsyncError.cancelled { print("\(slow.name) cancelled") }
+/// }
+/// ```
+public final class TaskHandle<Value> {
+  let state: SpawnedTask<Value>
+
+  init(state: SpawnedTask<Value>) {
+    self.state = state
+  }
+
+  /// The name given at spawn, or `task-N` (N counting the loop's spawns).
+  public var name: String { state.name }
+
+  /// `true` once the task has finished (returned, thrown, or cancelled).
+  public var isDone: Bool { state.future.isDone }
+
+  /// The task's result: waits until it finishes. Throws what the task
+  /// threw (``TinyAsyncError/cancelled`` if it was cancelled and stopped),
+  /// or, if the waiting task is cancelled first, ``TinyAsyncError/cancelled``
+  /// (the awaited task keeps running).
+  public var value: Value {
+    get async throws { try await state.future.get() }
+  }
+
+  /// Requests cancellation: the loop operation the task waits in (or its
+  /// next one) throws ``TinyAsyncError/cancelled``, and Swift's
+  /// `Task.isCancelled` turns true in it. Any thread.
+  public func cancel() {
+    state.cancel()
+  }
+}
+
+@available(*, unavailable, message: "a TaskHandle belongs to its loop's thread")
+extension TaskHandle: Sendable {}
+
+/// A spawned task's bookkeeping, on the loop's list of live spawned tasks
+/// until it ends (so that ``EventLoop/runUntilComplete(_:)`` can cancel
+/// and finish what its main task left running).
+///
+/// `@unchecked Sendable`: the Swift task's closure must be `sending`; all
+/// of it is touched on the loop's thread, except `task.cancel()`, which is
+/// thread-safe.
+class SpawnedNode: @unchecked Sendable {
+  var next: SpawnedNode?
+  unowned(unsafe) var prev: SpawnedNode?
+  func cancel() {}
+}
+
+final class SpawnedTask<Value>: SpawnedNode, @unchecked Sendable {
+  let future: Future<Value>
+  let name: String
+  var task: Task<Void, Never>?
+
+  init(loop: EventLoop, name: String) {
+    future = Future(on: loop)
+    self.name = name
+  }
+
+  override func cancel() {
+    task?.cancel()
+  }
+}
+
+extension EventLoop {
+  /// Starts `body` as a new Swift task on this loop and returns its handle
+  /// (asyncio's `create_task`). It first runs in a coming iteration, after
+  /// what is already queued; every step of it runs on this loop's thread,
+  /// and so do its child tasks. A running spawned task keeps ``run()``
+  /// going; ``runUntilComplete(_:)`` cancels and finishes the ones still
+  /// running when its main task returns.
+  ///
+  /// A spawned task does not inherit an enclosing ``withTimeout(_:_:)``.
+  ///
+  /// ```swift
+  /// let handles = (1...3).map { i in loop.spawn { try await sleep(for: .milliseconds(10 * i)); return i } }
+  /// ```
+  @discardableResult
+  public func spawn<Value>(
+    name: String? = nil,
+    _ body: sending @escaping () async throws -> Value
+  ) -> TaskHandle<Value> {
+    checkThread("EventLoop.spawn")
+    spawnCount += 1
+    let state = SpawnedTask<Value>(loop: self, name: name ?? "task-\(spawnCount)")
+    linkSpawned(state)
+    cloop_ref(cLoop)
+    let loop = self
+    let clearScope = TimeoutScope.current != nil
+    state.task = Task(name: name, executorPreference: self) {
+      let result: Result<Value, any Error>
+      do {
+        if clearScope {
+          result = .success(try await TimeoutScope.$current.withValue(nil) { try await body() })
+        } else {
+          result = .success(try await body())
+        }
+      } catch {
+        result = .failure(error)
+      }
+      loop.unlinkSpawned(state)
+      cloop_unref(loop.cLoop)
+      switch result {
+      case .success(let value): state.future.succeed(value)
+      case .failure(let error): state.future.fail(error)
+      }
+    }
+    return TaskHandle(state: state)
+  }
+}

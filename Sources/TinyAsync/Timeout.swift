@@ -1,0 +1,112 @@
+/// The deadline of one ``withTimeout(_:_:)`` scope, seen by the waits inside
+/// it through a task-local (child tasks inherit it; ``EventLoop/spawn(name:_:)``
+/// does not pass it on, as asyncio's `create_task` inside `timeout()`
+/// makes a task the timeout does not cover).
+///
+/// The waits of the async front (``LoopWait``) link themselves into the
+/// innermost scope's list while they wait; when a scope's timer fires it
+/// marks itself expired and interrupts every wait in its list and in the
+/// lists of the scopes nested in it. A wait that starts in an expired scope
+/// fails at once. Loop thread only.
+final class TimeoutScope: @unchecked Sendable {
+  @TaskLocal static var current: TimeoutScope?
+
+  let outer: TimeoutScope?
+  private var expired = false
+  private var waiters: Interruptible?
+  /// Scopes entered inside this one and not left yet (usually none).
+  private var inner: [TimeoutScope] = []
+
+  init(outer: TimeoutScope?) {
+    self.outer = outer
+    outer?.inner.append(self)
+  }
+
+  var isExpired: Bool {
+    var scope: TimeoutScope? = self
+    while let s = scope {
+      if s.expired { return true }
+      scope = s.outer
+    }
+    return false
+  }
+
+  func link(_ waiter: Interruptible) {
+    waiter.scopeNext = waiters
+    waiters?.scopePrev = waiter
+    waiter.scopePrev = nil
+    waiters = waiter
+  }
+
+  func unlink(_ waiter: Interruptible) {
+    if let prev = waiter.scopePrev {
+      prev.scopeNext = waiter.scopeNext
+    } else {
+      waiters = waiter.scopeNext
+    }
+    waiter.scopeNext?.scopePrev = waiter.scopePrev
+    waiter.scopeNext = nil
+    waiter.scopePrev = nil
+  }
+
+  /// The timer's callback.
+  func expire() {
+    expired = true
+    interruptAll()
+  }
+
+  private func interruptAll() {
+    while let waiter = waiters {
+      waiter.interrupt(.timedOut)  // unlinks it
+      if waiters === waiter { unlink(waiter) }  // defensive: never loop
+    }
+    for scope in inner { scope.interruptAll() }
+  }
+
+  /// Leaving the scope.
+  func close() {
+    if let outer, let i = outer.inner.lastIndex(where: { $0 === self }) {
+      outer.inner.remove(at: i)
+    }
+  }
+}
+
+/// Runs `body`, interrupting it once `timeout` has passed (asyncio's
+/// `timeout()`): the loop operation it waits in then — or starts later —
+/// throws ``TinyAsyncError/timedOut``, which unwinds `body` unless it
+/// catches it. Scopes nest; each has its own deadline. If `body` returns
+/// before, its value is returned; a `body` that catches the timeout and
+/// returns normally is not overruled.
+///
+/// Covered are the waits of this module: ``sleep(for:)``, a ``Future``'s
+/// value, ``TaskHandle/value``, ``gather(_:)``, socket operations, the
+/// synchronisation primitives — in this task and in its child tasks
+/// (`async let`, task groups). Not covered: waits the loop cannot see, such
+/// as Swift's `Task.sleep` or an `AsyncStream` fed from elsewhere; wrap
+/// those in a child task you cancel.
+///
+/// ```swift
+/// do {
+///     try await withTimeout(.milliseconds(100)) {
+///         try await sleep(for: .seconds(10))
+///     }
+/// } catch TinyAsyncError.timedOut {
+///     print("gave up after 100 ms")
+/// }
+/// ```
+public func withTimeout<Value>(
+  _ timeout: Duration,
+  isolation: isolated (any Actor)? = #isolation,
+  _ body: () async throws -> Value
+) async throws -> Value {
+  let loop = EventLoop.running(for: "withTimeout")
+  let scope = TimeoutScope(outer: TimeoutScope.current)
+  let timer = loop.callLater(timeout) { scope.expire() }
+  defer {
+    timer.cancel()
+    scope.close()
+  }
+  return try await TimeoutScope.$current.withValue(scope) {
+    try await body()
+  }
+}

@@ -1,0 +1,143 @@
+import Glibc
+import Testing
+import TinyAsync
+
+/// The thread the code runs on, to check that every step stays on the loop.
+func currentThread() -> pthread_t { pthread_self() }
+
+@Suite("Async front: the loop as a Swift executor")
+struct AsyncFrontTests {
+  static let backends: [EventLoop.Backend] = [.epoll, .ioUring]
+
+  @Test(arguments: backends)
+  func runUntilCompleteReturnsTheValueOnTheLoopThread(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let me = pthread_self()
+    let value = try loop.runUntilComplete {
+      #expect(pthread_equal(pthread_self(), me) != 0)
+      #expect(EventLoop.current === loop)
+      try await sleep(for: .milliseconds(1))
+      #expect(pthread_equal(pthread_self(), me) != 0)
+      return 42
+    }
+    #expect(value == 42)
+  }
+
+  @Test(arguments: backends)
+  func runUntilCompleteRethrows(_ backend: EventLoop.Backend) throws {
+    struct Boom: Error {}
+    let loop = try makeLoop(backend)
+    #expect(throws: Boom.self) {
+      try loop.runUntilComplete { () async throws -> Int in
+        try await sleep(for: .zero)
+        throw Boom()
+      }
+    }
+  }
+
+  @Test(arguments: backends)
+  func sleepersWakeInDeadlineOrder(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let order = try loop.runUntilComplete { () async throws -> [Int] in
+      var order: [Int] = []
+      let a = loop.spawn { try await sleep(for: .milliseconds(30)); return 3 }
+      let b = loop.spawn { try await sleep(for: .milliseconds(10)); return 1 }
+      let c = loop.spawn { try await sleep(for: .milliseconds(20)); return 2 }
+      // Each finishes in its own time; awaiting in any order works.
+      order.append(try await b.value)
+      order.append(try await c.value)
+      order.append(try await a.value)
+      return order
+    }
+    #expect(order == [1, 2, 3])
+  }
+
+  @Test(arguments: backends)
+  func futureValueFromACallback(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let v = try loop.runUntilComplete {
+      let f = Future<String>()
+      loop.callSoon { f.succeed("hi") }
+      let first = try await f.value
+      let again = try await f.value  // a done future answers at once
+      return first + again
+    }
+    #expect(v == "hihi")
+  }
+
+  @Test(arguments: backends)
+  func gatherKeepsArgumentOrder(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let (x, y, z) = try loop.runUntilComplete {
+      let a = loop.spawn { try await sleep(for: .milliseconds(30)); return 1 }
+      let b = loop.spawn { try await sleep(for: .milliseconds(10)); return "two" }
+      let c = loop.spawn { try await sleep(for: .milliseconds(20)); return 3.0 }
+      return try await gather(a, b, c)
+    }
+    #expect(x == 1 && y == "two" && z == 3.0)
+  }
+
+  @Test(arguments: backends)
+  func timeoutInterruptsASleep(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let caught = try loop.runUntilComplete { () async throws -> Bool in
+      do {
+        try await withTimeout(.milliseconds(10)) { try await sleep(for: .seconds(10)) }
+        return false
+      } catch TinyAsyncError.timedOut {
+        return true
+      }
+    }
+    #expect(caught)
+  }
+
+  @Test(arguments: backends)
+  func cancelStopsASpawnedTask(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let error = try loop.runUntilComplete { () async throws -> TinyAsyncError? in
+      let t = loop.spawn(name: "sleeper") { try await sleep(for: .seconds(10)) }
+      try await sleep(for: .milliseconds(1))
+      t.cancel()
+      do {
+        try await t.value
+        return nil
+      } catch let e as TinyAsyncError {
+        #expect(t.name == "sleeper")
+        return e
+      }
+    }
+    #expect(error == .cancelled)
+  }
+}
+
+/// An actor isolated to a loop: its methods run on the loop's thread.
+actor LoopCounter {
+  let loop: EventLoop
+  var count = 0
+  nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+  init(loop: EventLoop) { self.loop = loop }
+  func bump() -> Int {
+    loop.preconditionIsolated()
+    count += 1
+    return count
+  }
+}
+
+extension AsyncFrontTests {
+  @Test(arguments: backends)
+  func anActorOnTheLoopRunsOnItsThread(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let me = pthread_self()
+    let n = try loop.runUntilComplete {
+      let counter = LoopCounter(loop: loop)
+      var last = 0
+      for _ in 0..<100 {
+        last = await counter.bump()
+        #expect(pthread_equal(pthread_self(), me) != 0)
+        try await sleep(for: .zero)
+      }
+      return last
+    }
+    #expect(n == 100)
+  }
+}
