@@ -18,6 +18,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
   public func enqueue(_ job: consuming ExecutorJob) {
     let job = UnownedJob(job)
     if isOnLoopThread {
+      jobsEnqueued &+= 1
       jobQueue.push(job)
     } else {
       let accepted = threadSafeHandle.queue.enqueue(.job(job))
@@ -71,15 +72,16 @@ extension EventLoop {
   /// ```
   /// Call it on the loop's thread, not from inside the loop's own callbacks.
   public func runUntilComplete<Value>(
-    _ body: sending @escaping () async throws -> Value
+    _ body: @escaping () async throws -> Value
   ) throws -> Value {
     checkThread("EventLoop.runUntilComplete")
     let outcome = Outcome<Value>()
     cloop_ref(cLoop)  // the main task may wait on other threads
     let loop = self
+    let body = LoopThreadOnly(body)  // see `spawn(name:_:)`
     _ = Task(name: "main", executorPreference: self) {
       do {
-        outcome.result = .success(try await body())
+        outcome.result = .success(try await body.value())
       } catch {
         outcome.result = .failure(error)
       }
@@ -108,7 +110,7 @@ extension EventLoop {
   /// ```
   public static func run<Value>(
     backend: Backend = .automatic,
-    _ body: sending @escaping () async throws -> Value
+    _ body: @escaping () async throws -> Value
   ) throws -> Value {
     let loop = try EventLoop(backend: backend)
     return try loop.runUntilComplete(body)

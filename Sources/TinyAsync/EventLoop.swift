@@ -48,6 +48,10 @@ public final class EventLoop {
   /// Spawned tasks not yet ended (see `SpawnedNode`), and how many were made.
   private var liveSpawned: SpawnedNode?
   var spawnCount = 0
+  /// Swift jobs enqueued on this loop's thread, and those that came from
+  /// another thread: each is one hop through the queue (tests count them).
+  var jobsEnqueued = 0
+  var jobsFromOtherThreads = 0
   private var finishingSpawned = false
 
   /// Creates a loop owned by the calling thread.

@@ -56,7 +56,7 @@ extension TaskHandle: Sendable {}
 /// until it ends (so that ``EventLoop/runUntilComplete(_:)`` can cancel
 /// and finish what its main task left running).
 ///
-/// `@unchecked Sendable`: the Swift task's closure must be `sending`; all
+/// `@unchecked Sendable`: the Swift task's closure captures it; all
 /// of it is touched on the loop's thread, except `task.cancel()`, which is
 /// thread-safe.
 class SpawnedNode: @unchecked Sendable {
@@ -96,7 +96,7 @@ extension EventLoop {
   @discardableResult
   public func spawn<Value>(
     name: String? = nil,
-    _ body: sending @escaping () async throws -> Value
+    _ body: @escaping () async throws -> Value
   ) -> TaskHandle<Value> {
     checkThread("EventLoop.spawn")
     spawnCount += 1
@@ -105,13 +105,19 @@ extension EventLoop {
     cloop_ref(cLoop)
     let loop = self
     let clearScope = TimeoutScope.current != nil
+    // `body` is not `sending`, so tasks of one loop can share loop-confined
+    // state (a Future, a counter), as asyncio's tasks do. That is sound
+    // because it only ever runs on this loop's thread: its task's executor
+    // preference is the loop, and a body isolated to an actor hops there
+    // itself. Swift cannot see that, hence the unchecked box.
+    let body = LoopThreadOnly(body)
     state.task = Task(name: name, executorPreference: self) {
       let result: Result<Value, any Error>
       do {
         if clearScope {
-          result = .success(try await TimeoutScope.$current.withValue(nil) { try await body() })
+          result = .success(try await TimeoutScope.$current.withValue(nil) { try await body.value() })
         } else {
-          result = .success(try await body())
+          result = .success(try await body.value())
         }
       } catch {
         result = .failure(error)

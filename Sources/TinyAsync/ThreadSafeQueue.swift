@@ -92,7 +92,9 @@ final class ThreadSafeQueue: @unchecked Sendable {
       switch call {
       case .plain(let body): body()
       case .withLoop(let body): body(owner)
-      case .job(let job): owner.jobQueue.push(job)
+      case .job(let job):
+        owner.jobsFromOtherThreads &+= 1
+        owner.jobQueue.push(job)
       }
     }
   }

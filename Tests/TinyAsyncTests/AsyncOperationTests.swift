@@ -1,0 +1,204 @@
+import Glibc
+import Testing
+@testable import TinyAsync
+
+struct Oops: Error, Equatable { let n: Int }
+
+/// Each public operation of the async front, its failures, cancellation
+/// and timeouts.
+@Suite("Async front: futures, tasks, gather, timeouts, cancellation")
+struct AsyncOperationTests {
+  static let backends: [EventLoop.Backend] = [.epoll, .ioUring]
+
+  @Test(arguments: backends)
+  func aFutureCompletesOnceAndWakesItsWaitersInOrder(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let log = try loop.runUntilComplete { () async throws -> [String] in
+      var log: [String] = []
+      let f = Future<Int>()
+      #expect(!f.isDone)
+      let waiters = (1...3).map { i in
+        loop.spawn { () async throws -> Int in
+          let v = try await f.value
+          log.append("waiter \(i) got \(v)")
+          return v
+        }
+      }
+      try await sleep(for: .zero)  // let all three park
+      #expect(f.succeed(7))
+      #expect(!f.succeed(8))  // once only
+      #expect(!f.fail(Oops(n: 1)))
+      #expect(!f.cancel())
+      #expect(f.isDone && !f.isCancelled)
+      for w in waiters { #expect(try await w.value == 7) }
+      return log
+    }
+    #expect(log == ["waiter 1 got 7", "waiter 2 got 7", "waiter 3 got 7"])
+  }
+
+  @Test(arguments: backends)
+  func aFailedOrCancelledFutureThrows(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      let failed = Future<Int>()
+      loop.callLater(.milliseconds(1)) { failed.fail(Oops(n: 3)) }
+      await #expect(throws: Oops(n: 3)) { try await failed.value }
+      let cancelled = Future<Int>()
+      loop.callSoon { cancelled.cancel() }
+      await #expect(throws: TinyAsyncError.cancelled) { try await cancelled.value }
+      #expect(cancelled.isCancelled)
+    }
+  }
+
+  @Test(arguments: backends)
+  func cancellingTheWaiterLeavesTheFutureAlone(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      let f = Future<Int>()
+      let waiter = loop.spawn { try await f.value }
+      try await sleep(for: .zero)
+      waiter.cancel()
+      await #expect(throws: TinyAsyncError.cancelled) { try await waiter.value }
+      #expect(!f.isDone)  // the future is not the waiter's to cancel
+      f.succeed(1)
+      #expect(try await f.value == 1)
+    }
+  }
+
+  @Test(arguments: backends)
+  func aTimeoutOnAFutureThrowsTimedOutAndInnerScopesNest(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let (outer, inner) = try loop.runUntilComplete { () async throws -> (Bool, Bool) in
+      let never = Future<Int>()
+      var innerFired = false
+      var outerFired = false
+      do {
+        _ = try await withTimeout(.milliseconds(5)) { try await never.value }
+      } catch TinyAsyncError.timedOut {
+        innerFired = true
+      }
+      // The outer scope's deadline applies inside a longer inner one.
+      do {
+        try await withTimeout(.milliseconds(5)) {
+          try await withTimeout(.seconds(10)) { try await sleep(for: .seconds(10)) }
+        }
+      } catch TinyAsyncError.timedOut {
+        outerFired = true
+      }
+      // A body that finishes in time returns its value.
+      let v = try await withTimeout(.seconds(10)) { () async throws -> Int in
+        try await sleep(for: .milliseconds(1))
+        return 5
+      }
+      #expect(v == 5)
+      return (outerFired, innerFired)
+    }
+    #expect(outer && inner)
+  }
+
+  @Test(arguments: backends)
+  func aTimeoutCoversChildTasksButNotSpawnedOnes(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      let spawned = try await withTimeout(.milliseconds(5)) { () async throws -> TaskHandle<Int> in
+        let t = loop.spawn { try await sleep(for: .milliseconds(20)); return 9 }
+        async let child: Void = sleep(for: .seconds(10))
+        var caught: TinyAsyncError?
+        do { try await child } catch let e as TinyAsyncError { caught = e }
+        #expect(caught == .timedOut)
+        return t
+      }
+      #expect(try await spawned.value == 9)  // outlived the scope
+    }
+  }
+
+  @Test(arguments: backends)
+  func swiftTaskCancellationCancelsTheLoopWait(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      // A Swift child task, cancelled by its group.
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await sleep(for: .seconds(10)) }
+        try await sleep(for: .zero)
+        group.cancelAll()
+        await #expect(throws: TinyAsyncError.cancelled) { try await group.next() }
+      }
+      // A task cancelled before it waits throws at its first wait.
+      let t = loop.spawn { () async throws -> Int in
+        withUnsafeCurrentTask { $0?.cancel() }
+        try await sleep(for: .seconds(10))
+        return 1
+      }
+      await #expect(throws: TinyAsyncError.cancelled) { try await t.value }
+      #expect(t.isDone)
+    }
+  }
+
+  @Test(arguments: backends)
+  func gatherThrowsTheFirstFailureByPositionAfterCancellingTheRest(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      var finished: [String] = []
+      let slow = loop.spawn { () async throws -> Int in
+        defer { finished.append("slow") }
+        try await sleep(for: .seconds(10))
+        return 1
+      }
+      let lateFailure = loop.spawn { () async throws -> Int in
+        try await sleep(for: .milliseconds(5))
+        throw Oops(n: 1)
+      }
+      let earlyFailure = loop.spawn { () async throws -> String in
+        try await sleep(for: .milliseconds(1))
+        throw Oops(n: 2)
+      }
+      // The first to fail is the third; the slow one is then cancelled and
+      // the second, still sleeping, too: Oops(2) is the only real failure.
+      await #expect(throws: Oops(n: 2)) { try await gather(slow, lateFailure, earlyFailure) }
+      #expect(slow.isDone && lateFailure.isDone && earlyFailure.isDone)
+      #expect(finished == ["slow"])
+    }
+  }
+
+  @Test(arguments: backends)
+  func gatherOfFinishedTasksAndTheTaskHandleAPI(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      let a = loop.spawn(name: "a") { 1 }
+      let b = loop.spawn { "b" }
+      #expect(a.name == "a")
+      #expect(b.name.hasPrefix("task-"))
+      #expect(!a.isDone)
+      try await sleep(for: .zero)
+      try await sleep(for: .zero)
+      #expect(a.isDone && b.isDone)
+      let (x, y) = try await gather(a, b)
+      #expect(x == 1 && y == "b")
+    }
+  }
+
+  @Test(arguments: backends)
+  func runUntilCompleteFinishesWhatTheMainTaskLeftRunning(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    var unwound = false
+    let leftover = try loop.runUntilComplete { () async -> TaskHandle<Void> in
+      loop.spawn {
+        defer { unwound = true }
+        try await sleep(for: .seconds(10))
+      }
+    }
+    #expect(unwound)  // cancelled and run to its end, not dropped
+    #expect(leftover.isDone)
+  }
+
+  @Test func runMakesALoopAndCurrentNamesIt() throws {
+    #expect(EventLoop.current == nil)
+    let (same, backend) = try EventLoop.run(backend: .epoll) { () async -> (Bool, EventLoop.Backend?) in
+      let loop = EventLoop.current
+      try? await sleep(for: .zero)
+      return (loop === EventLoop.current, loop?.backend)
+    }
+    #expect(same && backend == .epoll)
+    #expect(EventLoop.current == nil)
+  }
+}
