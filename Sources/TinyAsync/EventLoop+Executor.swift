@@ -72,7 +72,7 @@ extension EventLoop {
   /// ```
   /// Call it on the loop's thread, not from inside the loop's own callbacks.
   public func runUntilComplete<Value>(
-    _ body: @escaping () async throws -> Value
+    _ body: sending @escaping () async throws -> Value
   ) throws -> Value {
     checkThread("EventLoop.runUntilComplete")
     let outcome = Outcome<Value>()
@@ -110,7 +110,7 @@ extension EventLoop {
   /// ```
   public static func run<Value>(
     backend: Backend = .automatic,
-    _ body: @escaping () async throws -> Value
+    _ body: sending @escaping () async throws -> Value
   ) throws -> Value {
     let loop = try EventLoop(backend: backend)
     return try loop.runUntilComplete(body)

@@ -96,9 +96,20 @@ extension EventLoop {
   @discardableResult
   public func spawn<Value>(
     name: String? = nil,
+    isolation: isolated (any Actor)? = #isolation,
     _ body: @escaping () async throws -> Value
   ) -> TaskHandle<Value> {
     checkThread("EventLoop.spawn")
+    // `body` has the isolation of the code that wrote it, `isolation`. A
+    // closure isolated to an actor runs on that actor's executor. One
+    // written in top-level code or a @MainActor function is isolated to the
+    // main actor, which on Linux runs from the main thread's Dispatch queue:
+    // that never drains while the loop blocks the thread, so the task would
+    // never start (and off the loop's thread its waits could not work).
+    // Stop with a message rather than hang.
+    if let actor = isolation, (actor.unownedExecutor.asSerialExecutor() as? EventLoop) !== self {
+      preconditionFailure("EventLoop.spawn: the closure is isolated to \(type(of: actor)) (written in top-level code or in that actor's code), not to the loop; spawn from async code running on the loop, e.g. inside EventLoop.run { ... }")
+    }
     spawnCount += 1
     let state = SpawnedTask<Value>(loop: self, name: name ?? "task-\(spawnCount)")
     linkSpawned(state)

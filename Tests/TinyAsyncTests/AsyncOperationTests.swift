@@ -180,15 +180,15 @@ struct AsyncOperationTests {
   @Test(arguments: backends)
   func runUntilCompleteFinishesWhatTheMainTaskLeftRunning(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
-    var unwound = false
-    let leftover = try loop.runUntilComplete { () async -> TaskHandle<Void> in
-      loop.spawn {
-        defer { unwound = true }
+    let log = SharedLog<String>()
+    let leftover = try loop.runUntilComplete { () async -> LoopThreadBox<TaskHandle<Void>> in
+      LoopThreadBox(loop.spawn {
+        defer { log.append("unwound") }
         try await sleep(for: .seconds(10))
-      }
+      })
     }
-    #expect(unwound)  // cancelled and run to its end, not dropped
-    #expect(leftover.isDone)
+    #expect(log.all == ["unwound"])  // cancelled and run to its end, not dropped
+    #expect(leftover.value.isDone)
   }
 
   @Test func runMakesALoopAndCurrentNamesIt() throws {

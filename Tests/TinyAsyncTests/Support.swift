@@ -65,3 +65,10 @@ final class SharedLog<Entry: Sendable>: @unchecked Sendable {
     return entries
   }
 }
+
+/// Carries a loop-confined value out of `runUntilComplete` on the same
+/// thread (the tests' stand-in for a result type that is `Sendable`).
+struct LoopThreadBox<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
+}
