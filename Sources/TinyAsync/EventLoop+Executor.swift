@@ -15,6 +15,9 @@ internal import CLoop
 /// allocation once warm); one from another thread takes the thread-safe
 /// path and wakes the loop.
 extension EventLoop: SerialExecutor, TaskExecutor {
+  /// Queues a Swift job (a task's next step) to run on the loop's thread:
+  /// at once into the job queue on that thread, through the thread-safe
+  /// path from any other. Called by the Swift runtime.
   public func enqueue(_ job: consuming ExecutorJob) {
     let job = UnownedJob(job)
     if isOnLoopThread {
@@ -26,10 +29,12 @@ extension EventLoop: SerialExecutor, TaskExecutor {
     }
   }
 
+  /// This loop as a serial executor, for an actor's `unownedExecutor`.
   public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
     UnownedSerialExecutor(ordinary: self)
   }
 
+  /// This loop as a task executor (what its jobs run on).
   public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
     UnownedTaskExecutor(ordinary: self)
   }
@@ -40,6 +45,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
     precondition(isOnLoopThread, "not on the EventLoop's thread")
   }
 
+  /// One loop is one thread: the same context only as the same loop.
   public func isSameExclusiveExecutionContext(other: EventLoop) -> Bool {
     self === other
   }

@@ -106,6 +106,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     }
   }
 
+  /// The case and the system's message, e.g. `timedOut: Connection timed out`.
   public var description: String {
     switch self {
     case .system(let errno, let message): "\(message) (errno \(errno))"
