@@ -30,7 +30,8 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
   private var continuation: UnsafeContinuation<Outcome, Never>?
   /// An outcome that came before the task parked (and so before
   /// ``start()``): an interruption, since cancellation handlers run at once
-  /// in an already-cancelled task.
+  /// in an already-cancelled task, or the finish of a wait that others can
+  /// reach before it parks (gather's).
   private var early: Result<Success, Failure>?
   /// Set once the outcome is handed over; later completions are ignored.
   private var isOver = false
@@ -94,7 +95,12 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
   /// interruption won.
   final func finish(_ result: Result<Success, Failure>) {
     if isOver { return }
-    guard let continuation = continuation.take() else { return }
+    guard let continuation = continuation.take() else {
+      // Not parked yet (a wait others can see before it parks, as gather's
+      // is): park answers at once.
+      if early == nil { early = result }
+      return
+    }
     isOver = true
     scope?.unlink(self)
     scope = nil
