@@ -1,0 +1,299 @@
+internal import CLoop
+internal import Glibc
+
+// Fibers: synchronous Swift code on the C coroutine level (a C task per
+// fiber, on its own guarded stack). Everything that parks a fiber goes
+// through `fiberSuspend`, which keeps the Swift runtime's exclusivity
+// bookkeeping right across the switch.
+
+// MARK: The exclusivity state
+
+// The runtime keeps the accesses in progress (`modify`, `inout`, class
+// properties) in one per-thread list. A fiber that parks inside an access
+// leaves its entry there, on its own stack; the next fiber's accesses would
+// then chain through it, and a conflict check could walk into memory the
+// parked fiber has since changed. Swift's own tasks pop their accesses off
+// the thread's list when they suspend and push them back when they resume,
+// with these two functions (exported by libswiftCore) and two words of state
+// per task; a fiber does the same around every switch.
+@_silgen_name("swift_task_enterThreadLocalContext")
+private func swiftEnterThreadLocalContext(_ state: UnsafeMutableRawPointer)
+
+@_silgen_name("swift_task_exitThreadLocalContext")
+private func swiftExitThreadLocalContext(_ state: UnsafeMutableRawPointer)
+
+/// The running fiber's exclusivity state (its two words, on its own stack),
+/// or nil on the loop's stack and on threads without fibers. A fiber sets it
+/// whenever it gains the thread and clears it before it gives the thread
+/// up. (Swift has no thread-local variables; a pthread key costs a few ns.)
+private let fiberKey: pthread_key_t = {
+  var key = pthread_key_t()
+  let rc = pthread_key_create(&key, nil)
+  precondition(rc == 0, "pthread_key_create: \(rc)")
+  return key
+}()
+
+/// `true` while a fiber runs on this thread.
+var isInFiber: Bool { pthread_getspecific(fiberKey) != nil }
+
+/// Stops the program: `operation` parks a fiber and was called elsewhere.
+func fiberMisuse(_ operation: StaticString) -> Never {
+  fatalError("\(operation) was called outside a fiber; it suspends the fiber that calls it. Start one with EventLoop.spawnFiber / runFiber, or, in async code, use the async function of the same name with await")
+}
+
+/// Stops the program with a message naming `operation` unless a fiber runs.
+@inline(__always)
+func requireFiber(_ operation: StaticString) {
+  if !isInFiber { fiberMisuse(operation) }
+}
+
+/// The one way a fiber suspends: runs `body` -- a C call that may park the
+/// current C task (`cloop_sleep`, `cloop_await`, a socket call, a lock) --
+/// with the fiber's exclusivity accesses taken off the thread, and puts them
+/// back once it returns. Outside a fiber it stops the program with a message
+/// naming `operation`.
+///
+/// `body` must not run Swift code that makes accesses the fiber needs after
+/// the switch; a plain C call is what it is for.
+@inline(__always)
+func fiberSuspend<R>(_ operation: StaticString, _ body: () -> R) -> R {
+  guard let state = pthread_getspecific(fiberKey) else { fiberMisuse(operation) }
+  swiftExitThreadLocalContext(state)
+  pthread_setspecific(fiberKey, nil)
+  let result = body()
+  pthread_setspecific(fiberKey, state)
+  swiftEnterThreadLocalContext(state)
+  return result
+}
+
+/// ``fiberSuspend(_:_:)`` for a C call returning `>= 0` or `-errno`:
+/// returns the non-negative result, throws the error for a negative one
+/// (`-ECANCELED` is ``TinyAsyncError/cancelled``, `-ETIMEDOUT`
+/// ``TinyAsyncError/timedOut``, ...).
+@inline(__always)
+@discardableResult
+func fiberCall<R: FixedWidthInteger & SignedInteger>(
+  _ operation: StaticString, _ body: () -> R
+) throws(TinyAsyncError) -> R {
+  let result = fiberSuspend(operation, body)
+  if result < 0 { throw TinyAsyncError(code: Int32(clamping: result)) }
+  return result
+}
+
+// MARK: Fiber state
+
+/// A fiber's bookkeeping, on the loop's list of live spawned work (with the
+/// async front's tasks) until its body returns, so that ``EventLoop/runFiber(_:)``
+/// and ``EventLoop/runUntilComplete(_:)`` cancel and finish what is left.
+///
+/// The C task holds one reference while its body may still run; this object
+/// holds one on the C task (its future serves `gather`) until it goes. It
+/// keeps its loop alive through its future, so the C task is released
+/// before the loop is freed.
+class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
+  let loop: EventLoop
+  fileprivate(set) var cTask: OpaquePointer?
+  private let givenName: String?
+  private let number: Int
+  /// The body has begun running (or has been skipped, if cancelled first).
+  final var started = false
+  /// The body has returned or thrown; the result is in the future.
+  final var finished = false
+  final var cancelRequested = false
+
+  init(loop: EventLoop, name: String?, number: Int) {
+    self.loop = loop
+    givenName = name
+    self.number = number
+  }
+
+  deinit {
+    if let cTask { cloop_task_release(cTask) }
+  }
+
+  final var name: String { givenName ?? "fiber-\(number)" }
+
+  /// The C task's own future: complete once the C task has ended (just
+  /// after the Swift result is in).
+  final var cTaskFuture: UnsafeMutablePointer<cloop_future> { cloop_task_future(cTask!) }
+
+  /// Runs the body on the fiber's stack (abstract).
+  func run() { fatalError("abstract") }
+  /// Runs `observer(succeeded)` when the result is in (abstract).
+  func whenDone(_ observer: @escaping (Bool) -> Void) { fatalError("abstract") }
+  var isDone: Bool { fatalError("abstract") }
+  var hasFailed: Bool { fatalError("abstract") }
+
+  /// Requests cancellation: the suspension the fiber is parked in (or its
+  /// next one) throws ``TinyAsyncError/cancelled``; a fiber that has not
+  /// started never runs its body. Loop thread only.
+  override final func cancel() {
+    loop.checkThread("FiberHandle.cancel")
+    guard !finished else { return }
+    cancelRequested = true
+    if started, let cTask { _ = cloop_task_cancel(cTask) }
+  }
+}
+
+final class FiberState<Value>: FiberNode, @unchecked Sendable {
+  let future: Future<Value>
+  private var body: (() throws -> Value)?
+
+  init(loop: EventLoop, name: String?, number: Int, body: @escaping () throws -> Value) {
+    future = Future(on: loop)
+    self.body = body
+    super.init(loop: loop, name: name, number: number)
+  }
+
+  override func run() {
+    started = true
+    let body = self.body.take()!
+    let result: Result<Value, any Error>
+    if cancelRequested {
+      result = .failure(TinyAsyncError.cancelled)  // cancelled before it ran
+    } else {
+      do { result = .success(try body()) } catch { result = .failure(error) }
+    }
+    finished = true
+    loop.unlinkSpawned(self)
+    cloop_unref(loop.cLoop)
+    switch result {
+    case .success(let value): future.succeed(value)
+    case .failure(let error): future.fail(error)
+    }
+  }
+
+  override func whenDone(_ observer: @escaping (Bool) -> Void) {
+    future.whenComplete(observer)
+  }
+
+  override var isDone: Bool { future.isDone }
+
+  override var hasFailed: Bool {
+    if case .failure? = future.peekResult { return true }
+    return false
+  }
+}
+
+/// The C task's body: the fiber's Swift entry, on the fiber's stack. It
+/// returns 0 whatever the Swift body did: the outcome lives in the Swift
+/// future, and a failed C task would be reported again by the C core.
+private let fiberEntry: cloop_task_fn = { arg in
+  let node = Unmanaged<FiberNode>.fromOpaque(arg!).takeRetainedValue()
+  // The fiber's two words of exclusivity state live in this frame, at the
+  // bottom of its stack, for its whole life (also on a shared stack, which
+  // is back at the same addresses whenever the fiber runs).
+  var exclusivity: (UInt, UInt) = (0, 0)
+  withUnsafeMutableBytes(of: &exclusivity) { words in
+    let state = words.baseAddress!
+    swiftEnterThreadLocalContext(state)
+    pthread_setspecific(fiberKey, state)
+    node.run()
+    pthread_setspecific(fiberKey, nil)
+    swiftExitThreadLocalContext(state)
+  }
+  return 0
+}
+
+// MARK: Spawning
+
+extension EventLoop {
+  /// Starts `body` as a fiber on this loop and returns its handle. A fiber
+  /// is synchronous Swift code on its own stack (a C task of the loop's
+  /// coroutine level): where it waits -- ``sleep(for:)-(Duration)``,
+  /// ``Future/get()-(Void)``, ``FiberHandle/get()-(Void)``, ``gather(_:)``,
+  /// inside ``withTimeout(_:_:)`` -- it parks and the loop runs other work,
+  /// at the cost of a register switch instead of an async task's
+  /// continuation. It first runs in a coming iteration, after what is
+  /// already queued.
+  ///
+  /// A running fiber keeps ``run()`` going; ``runFiber(_:)`` and
+  /// ``runUntilComplete(_:)`` cancel and finish the ones still running when
+  /// their main work returns. A fiber keeps its loop alive until it ends.
+  ///
+  /// Inside a fiber, Swift async code cannot be awaited (the closure is
+  /// synchronous; spawn an async task with ``spawn(name:isolation:_:)`` and
+  /// wait for its ``TaskHandle`` from async code instead), and `@TaskLocal`
+  /// values do not cross into it: a fiber runs outside any Swift task, so
+  /// it reads each task-local's default and what it binds itself.
+  ///
+  /// ```swift
+  /// let loop = try EventLoop()
+  /// let worker = loop.spawnFiber(name: "worker") { () throws -> Int in
+  ///     try sleep(for: .milliseconds(10))   // parks this fiber only
+  ///     return 42
+  /// }
+  /// let answer = try loop.runFiber { try worker.get() }  // 42
+  /// ```
+  @discardableResult
+  public func spawnFiber<Value>(
+    name: String? = nil,
+    _ body: @escaping () throws -> Value
+  ) -> FiberHandle<Value> {
+    checkThread("EventLoop.spawnFiber")
+    spawnCount += 1
+    let state = FiberState<Value>(loop: self, name: name, number: spawnCount, body: body)
+    let arg = Unmanaged.passRetained(state as FiberNode).toOpaque()
+    var task: OpaquePointer?
+    let rc: Int32
+    if let name {
+      rc = name.withCString { cloop_spawn(cLoop, &task, fiberEntry, arg, $0) }
+    } else {
+      rc = cloop_spawn(cLoop, &task, fiberEntry, arg, nil)
+    }
+    // The only failure is -ENOMEM (a task record or a stack); Swift traps
+    // on running out of memory too.
+    precondition(rc == 0, "EventLoop.spawnFiber: cloop_spawn: \(TinyAsyncError(code: rc))")
+    state.cTask = task
+    linkSpawned(state)
+    cloop_ref(cLoop)  // it may wait for another thread (FutureCompleter)
+    return FiberHandle(state: state)
+  }
+
+  /// Runs `body` as this loop's main fiber until it returns, and returns
+  /// what it returned (or rethrows what it threw): ``runUntilComplete(_:)``
+  /// for fibers. Then cancels the fibers and tasks it started that are
+  /// still running and runs the loop until they have ended.
+  ///
+  /// ```swift
+  /// let loop = try EventLoop()
+  /// let total = try loop.runFiber { () throws -> Int in
+  ///     let a = loop.spawnFiber { try sleep(for: .milliseconds(30)); return 1 }
+  ///     let b = loop.spawnFiber { try sleep(for: .milliseconds(10)); return 2 }
+  ///     let (x, y) = try gather(a, b)
+  ///     return x + y
+  /// }
+  /// ```
+  /// Call it on the loop's thread, not from inside the loop's own callbacks
+  /// or fibers.
+  public func runFiber<Value>(_ body: @escaping () throws -> Value) throws -> Value {
+    checkThread("EventLoop.runFiber")
+    let main = spawnFiber(name: "main", body)
+    let cLoop = self.cLoop
+    main.state.future.whenComplete { _ in cloop_stop(cLoop) }
+    while !main.isDone {
+      let rc = cloop_run(cLoop)
+      if rc < 0 { throw TinyAsyncError(code: rc) }
+    }
+    try finishSpawned()
+    return try main.state.future.takeResult()!.get()
+  }
+
+  /// asyncio's `run` for fibers: makes a loop on this thread with
+  /// `backend`, runs `body` on it as the main fiber (see ``runFiber(_:)``),
+  /// and closes the loop.
+  ///
+  /// ```swift
+  /// let value = try EventLoop.runFiber { () throws -> String in
+  ///     try sleep(for: .milliseconds(5))
+  ///     return "done"
+  /// }
+  /// ```
+  public static func runFiber<Value>(
+    backend: Backend = .automatic,
+    _ body: @escaping () throws -> Value
+  ) throws -> Value {
+    let loop = try EventLoop(backend: backend)
+    return try loop.runFiber(body)
+  }
+}

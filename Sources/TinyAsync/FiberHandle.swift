@@ -1,0 +1,76 @@
+/// A fiber started with ``EventLoop/spawnFiber(name:_:)``: wait for its
+/// result, ``cancel()`` it, read its ``name``.
+///
+/// In another fiber, ``get()-(Void)`` parks that fiber until this one ends;
+/// in async code, `try await handle.value` (or `get()`, the async overload)
+/// parks the Swift task. Swift picks the synchronous `get()` in a fiber and
+/// the async one in async code.
+///
+/// The fiber runs whether or not anyone keeps the handle. If it fails and
+/// nobody reads its error, the error is logged when the handle and the
+/// fiber are gone (asyncio's "exception was never retrieved").
+///
+/// A fiber is not a Swift task: `@TaskLocal` values set around
+/// ``EventLoop/spawnFiber(name:_:)`` are not seen inside it, and it cannot
+/// `await`. The handle belongs to its loop's thread.
+///
+/// ```swift
+/// let loop = try EventLoop()
+/// try loop.runFiber {
+///     let slow = loop.spawnFiber(name: "slow") { () throws -> String in
+///         try sleep(for: .seconds(10))
+///         return "done"
+///     }
+///     try sleep(for: .milliseconds(10))
+///     slow.cancel()
+///     do { _ = try slow.get() } catch TinyAsyncError.cancelled { print("\(slow.name) cancelled") }
+/// }
+/// ```
+public final class FiberHandle<Value> {
+  let state: FiberState<Value>
+
+  init(state: FiberState<Value>) {
+    self.state = state
+  }
+
+  /// The name given at spawn, or `fiber-N` (N counting the loop's spawns).
+  public var name: String { state.name }
+
+  /// `true` once the fiber has finished (returned, thrown, or cancelled).
+  public var isDone: Bool { state.future.isDone }
+
+  /// The fiber's result, from a fiber: parks the calling fiber until this
+  /// one finishes. Throws what the fiber threw (``TinyAsyncError/cancelled``
+  /// if it was cancelled and stopped), or, if the waiting fiber is
+  /// cancelled first or its ``withTimeout(_:_:)`` scope expires,
+  /// ``TinyAsyncError/cancelled`` / ``TinyAsyncError/timedOut`` (this fiber
+  /// keeps running). Once the fiber has finished it answers anywhere.
+  @available(*, noasync, message: "in async code, use try await handle.value")
+  public func get() throws -> Value {
+    try state.future.get()
+  }
+
+  /// The fiber's result, from async code: parks the Swift task until the
+  /// fiber finishes (see ``value``).
+  public func get() async throws -> Value {
+    try await state.future.get()
+  }
+
+  /// The fiber's result, from async code. Throws what the fiber threw, or
+  /// ``TinyAsyncError/cancelled`` if the waiting task is cancelled first
+  /// (the fiber keeps running). In a fiber, call ``get()-(Void)``.
+  public var value: Value {
+    get async throws { try await state.future.get() }
+  }
+
+  /// Requests cancellation: the suspension the fiber is parked in (or its
+  /// next one) throws ``TinyAsyncError/cancelled``, so its frames unwind
+  /// unless it catches the error; a fiber that has not started yet never
+  /// runs its body. A fiber may cancel itself. Loop thread only.
+  public func cancel() {
+    state.cancel()
+  }
+}
+
+@available(*, unavailable, message: "a FiberHandle belongs to its loop's thread")
+extension FiberHandle: Sendable {}
