@@ -22,10 +22,14 @@ private func swiftEnterThreadLocalContext(_ state: UnsafeMutableRawPointer)
 @_silgen_name("swift_task_exitThreadLocalContext")
 private func swiftExitThreadLocalContext(_ state: UnsafeMutableRawPointer)
 
-/// The running fiber's exclusivity state (its two words, on its own stack),
-/// or nil on the loop's stack and on threads without fibers. A fiber sets it
-/// whenever it gains the thread and clears it before it gives the thread
-/// up. (Swift has no thread-local variables; a pthread key costs a few ns.)
+/// The frame of the fiber that last gained the thread (see `FiberFrame`),
+/// or nil on threads where none has run or after the last one ended. A
+/// fiber sets it whenever it gains the thread -- at its start and after
+/// each switch back -- so while a fiber runs it is that fiber's. Between
+/// fibers it is left stale rather than cleared (a `pthread_setspecific`
+/// costs more than the rest of the bookkeeping): the check that a fiber
+/// runs is `cloop_current_task()`, and the frame names its task.
+/// (Swift has no thread-local variables; this is a pthread key.)
 private let fiberKey: pthread_key_t = {
   var key = pthread_key_t()
   let rc = pthread_key_create(&key, nil)
@@ -33,8 +37,31 @@ private let fiberKey: pthread_key_t = {
   return key
 }()
 
+/// What a fiber keeps at the bottom of its stack for its whole life: the
+/// runtime's two words of exclusivity state, and its C task (to tell it
+/// from a C task that is no fiber). A shared stack is back at the same
+/// addresses whenever its fiber runs, so this works there too.
+struct FiberFrame {
+  var exclusivity: (UInt, UInt) = (0, 0)
+  let task: OpaquePointer
+
+  /// The address of `frame.exclusivity` (a constant offset).
+  @inline(__always)
+  static func exclusivityState(_ frame: UnsafeMutablePointer<FiberFrame>) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(frame) + MemoryLayout<FiberFrame>.offset(of: \.exclusivity)!
+  }
+}
+
+/// The running fiber's frame, or nil outside fibers.
+@inline(__always)
+private func currentFiberFrame() -> UnsafeMutablePointer<FiberFrame>? {
+  guard let task = cloop_current_task(), let raw = pthread_getspecific(fiberKey) else { return nil }
+  let frame = raw.assumingMemoryBound(to: FiberFrame.self)  // set from a FiberFrame pointer
+  return frame.pointee.task == task ? frame : nil
+}
+
 /// `true` while a fiber runs on this thread.
-var isInFiber: Bool { pthread_getspecific(fiberKey) != nil }
+var isInFiber: Bool { currentFiberFrame() != nil }
 
 /// Stops the program: `operation` parks a fiber and was called elsewhere.
 func fiberMisuse(_ operation: StaticString) -> Never {
@@ -57,11 +84,11 @@ func requireFiber(_ operation: StaticString) {
 /// the switch; a plain C call is what it is for.
 @inline(__always)
 func fiberSuspend<R>(_ operation: StaticString, _ body: () -> R) -> R {
-  guard let state = pthread_getspecific(fiberKey) else { fiberMisuse(operation) }
+  guard let frame = currentFiberFrame() else { fiberMisuse(operation) }
+  let state = FiberFrame.exclusivityState(frame)
   swiftExitThreadLocalContext(state)
-  pthread_setspecific(fiberKey, nil)
   let result = body()
-  pthread_setspecific(fiberKey, state)
+  pthread_setspecific(fiberKey, frame)
   swiftEnterThreadLocalContext(state)
   return result
 }
@@ -180,15 +207,13 @@ final class FiberState<Value>: FiberNode, @unchecked Sendable {
 /// future, and a failed C task would be reported again by the C core.
 private let fiberEntry: cloop_task_fn = { arg in
   let node = Unmanaged<FiberNode>.fromOpaque(arg!).takeRetainedValue()
-  // The fiber's two words of exclusivity state live in this frame, at the
-  // bottom of its stack, for its whole life (also on a shared stack, which
-  // is back at the same addresses whenever the fiber runs).
-  var exclusivity: (UInt, UInt) = (0, 0)
-  withUnsafeMutableBytes(of: &exclusivity) { words in
-    let state = words.baseAddress!
+  var frame = FiberFrame(task: cloop_current_task()!)
+  withUnsafeMutablePointer(to: &frame) { frame in
+    let state = FiberFrame.exclusivityState(frame)
     swiftEnterThreadLocalContext(state)
-    pthread_setspecific(fiberKey, state)
+    pthread_setspecific(fiberKey, frame)
     node.run()
+    // Not left pointing into a stack that goes back to the pool.
     pthread_setspecific(fiberKey, nil)
     swiftExitThreadLocalContext(state)
   }
@@ -200,8 +225,8 @@ private let fiberEntry: cloop_task_fn = { arg in
 extension EventLoop {
   /// Starts `body` as a fiber on this loop and returns its handle. A fiber
   /// is synchronous Swift code on its own stack (a C task of the loop's
-  /// coroutine level): where it waits -- ``sleep(for:)-(Duration)``,
-  /// ``Future/get()-(Void)``, ``FiberHandle/get()-(Void)``, ``gather(_:)``,
+  /// coroutine level): where it waits -- ``sleep(for:)``,
+  /// ``Future/get()``, ``FiberHandle/get()``, ``gather(_:)``,
   /// inside ``withTimeout(_:_:)`` -- it parks and the loop runs other work,
   /// at the cost of a register switch instead of an async task's
   /// continuation. It first runs in a coming iteration, after what is
@@ -211,11 +236,17 @@ extension EventLoop {
   /// ``runUntilComplete(_:)`` cancel and finish the ones still running when
   /// their main work returns. A fiber keeps its loop alive until it ends.
   ///
-  /// Inside a fiber, Swift async code cannot be awaited (the closure is
-  /// synchronous; spawn an async task with ``spawn(name:isolation:_:)`` and
-  /// wait for its ``TaskHandle`` from async code instead), and `@TaskLocal`
-  /// values do not cross into it: a fiber runs outside any Swift task, so
-  /// it reads each task-local's default and what it binds itself.
+  /// Inside a fiber, Swift async code cannot be awaited: the closure is
+  /// synchronous. Spawn an async task with ``spawn(name:isolation:_:)`` and
+  /// hand its result over through a ``Future`` the fiber calls `get()` on.
+  ///
+  /// `@TaskLocal` does not cross fibers. A fiber is no Swift task: it does
+  /// not see the task-local values bound where it was spawned, and all the
+  /// fibers of a thread share one task-local context (the thread's, or that
+  /// of the Swift task that runs the loop). So do not bind one with
+  /// `withValue` around code that suspends the fiber: the fibers that run
+  /// meanwhile would see the binding, and the bindings would be undone out
+  /// of order. Pass such values as arguments instead.
   ///
   /// ```swift
   /// let loop = try EventLoop()

@@ -1,7 +1,7 @@
 /// A fiber started with ``EventLoop/spawnFiber(name:_:)``: wait for its
 /// result, ``cancel()`` it, read its ``name``.
 ///
-/// In another fiber, ``get()-(Void)`` parks that fiber until this one ends;
+/// In another fiber, ``get()`` parks that fiber until this one ends;
 /// in async code, `try await handle.value` (or `get()`, the async overload)
 /// parks the Swift task. Swift picks the synchronous `get()` in a fiber and
 /// the async one in async code.
@@ -10,9 +10,11 @@
 /// nobody reads its error, the error is logged when the handle and the
 /// fiber are gone (asyncio's "exception was never retrieved").
 ///
-/// A fiber is not a Swift task: `@TaskLocal` values set around
-/// ``EventLoop/spawnFiber(name:_:)`` are not seen inside it, and it cannot
-/// `await`. The handle belongs to its loop's thread.
+/// A fiber is not a Swift task: it cannot `await` (Swift async code runs in
+/// tasks, which can wait for a fiber through ``value``), and `@TaskLocal`
+/// values do not cross into it or between fibers (see
+/// ``EventLoop/spawnFiber(name:_:)``). The handle belongs to its loop's
+/// thread.
 ///
 /// ```swift
 /// let loop = try EventLoop()
@@ -58,7 +60,7 @@ public final class FiberHandle<Value> {
 
   /// The fiber's result, from async code. Throws what the fiber threw, or
   /// ``TinyAsyncError/cancelled`` if the waiting task is cancelled first
-  /// (the fiber keeps running). In a fiber, call ``get()-(Void)``.
+  /// (the fiber keeps running). In a fiber, call ``get()``.
   public var value: Value {
     get async throws { try await state.future.get() }
   }
