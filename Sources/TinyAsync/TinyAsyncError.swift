@@ -34,8 +34,8 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   case hostNotFound
   /// The socket was closed while the operation waited on it (`EBADF`).
   case closed
-  /// ``TCPConnection/read(until:max:)`` read `max` bytes without finding
-  /// the delimiter (`EMSGSIZE`); those bytes are consumed.
+  /// ``TCPConnection/read(until:max:)`` found no delimiter in
+  /// `max` bytes (`EMSGSIZE`); those bytes stay buffered, not consumed.
   case delimiterNotFound
   /// The backend asked for by name (e.g. `.ioUring`) cannot run here: not
   /// built in, refused by seccomp (`EPERM`), or unknown to the kernel.

@@ -1,0 +1,339 @@
+internal import CLoop
+internal import Glibc
+
+/// A TCP connection on an ``EventLoop``: connect with
+/// ``connect(host:port:)`` or take one from ``TCPListener/accept()``; read,
+/// write, shut down, close.
+///
+/// Every wait goes through the loop's I/O operations (`cloop_op_*`: epoll
+/// readiness or io_uring completions), so it parks only the calling task,
+/// throws ``TinyAsyncError/cancelled`` when that task is cancelled and
+/// ``TinyAsyncError/timedOut`` in an expired ``withTimeout(_:_:)``, with the
+/// operation cancelled underneath. An interrupted read loses no bytes: what
+/// had arrived is kept for the next read. After an interrupted write, how
+/// much of it went out is unknown (close the connection).
+///
+/// Reads are buffered: a read takes what has arrived, up to a buffer's
+/// worth, hands out what was asked and keeps the rest for the next read —
+/// which is how ``read(until:max:)`` never loses the bytes after its
+/// delimiter. One task reads and one task writes at a time (two readers at
+/// once stop the program with a message); reading and writing from two
+/// tasks concurrently is fine.
+///
+/// Loop-confined (not `Sendable`); closes its socket when it goes away.
+/// Errors: ``TinyAsyncError/connectionReset`` from a peer that reset,
+/// ``TinyAsyncError/brokenPipe`` writing to one that closed,
+/// ``TinyAsyncError/closed`` after ``close()``.
+///
+/// ```swift
+/// try EventLoop.run {
+///     let connection = try await TCPConnection.connect(host: "127.0.0.1", port: 8080)
+///     try await connection.write("hello\n")
+///     let line = try await connection.read(until: UInt8(ascii: "\n"), max: 1024)
+///     print(String(decoding: line, as: UTF8.self))
+///     connection.close()
+/// }
+/// ```
+public final class TCPConnection {
+  /// The loop the connection belongs to.
+  public let loop: EventLoop
+  /// The socket, or -1 once closed.
+  private(set) var fd: Int32
+  /// The receiving side's operation (recv) and the sending side's
+  /// (connect, send): one per side may be in flight.
+  let recvOp: UnsafeMutablePointer<cloop_op>
+  let sendOp: UnsafeMutablePointer<cloop_op>
+  var readBuffer = ReadBuffer()
+  /// What a send in flight sends from: a copy of (a chunk of) the caller's
+  /// bytes in memory the connection owns, so nothing points into a Swift
+  /// value while the task is parked. Costs one memcpy per write.
+  private var sendBuffer: UnsafeMutableRawPointer?
+  private var sendCapacity = 0
+  private var isReading = false
+  private var isWriting = false
+
+  /// The most one recv asks for, and the largest chunk one send copies.
+  static let maxChunk = 256 * 1024
+
+  /// Adopts a connected (or connecting) non-blocking socket.
+  init(fd: Int32, loop: EventLoop) {
+    self.fd = fd
+    self.loop = loop
+    recvOp = .allocate(capacity: 1)
+    recvOp.initialize(to: cloop_op())
+    sendOp = .allocate(capacity: 1)
+    sendOp.initialize(to: cloop_op())
+  }
+
+  deinit {
+    // No operation is in flight here: each wait holds the connection until
+    // its callback has run.
+    if fd >= 0 { _ = cloop_close_fd(loop.cLoop, fd) }
+    recvOp.deallocate()
+    sendOp.deallocate()
+    readBuffer.free()
+    free(sendBuffer)
+  }
+
+  // MARK: Connecting
+
+  /// Connects to `host`:`port` over TCP, on the loop running this task.
+  ///
+  /// A numeric IPv4 or IPv6 address is used as it is; a name is looked up
+  /// on a thread of its own (the loop goes on meanwhile), and each address
+  /// it gives is tried in turn until one connects.
+  ///
+  /// - Throws: ``TinyAsyncError/connectionRefused`` when nobody listens
+  ///   there, ``TinyAsyncError/hostNotFound`` for a name that does not
+  ///   resolve, ``TinyAsyncError/cancelled`` / ``TinyAsyncError/timedOut``
+  ///   when interrupted; other system errors as they come.
+  public static func connect(host: String, port: Int) async throws(TinyAsyncError) -> TCPConnection {
+    let loop = EventLoop.running(for: "TCPConnection.connect")
+    guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
+    let addresses: [SocketAddress]
+    if let address = SocketAddress(numeric: host, port: port) {
+      addresses = [address]
+    } else {
+      addresses = try await ResolveWait(loop: loop, host: host, port: port).wait().get()
+    }
+    var lastError = TinyAsyncError.hostNotFound
+    for address in addresses {
+      let fd = socket(address.family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), Int32(IPPROTO_TCP))
+      guard fd >= 0 else { throw TinyAsyncError(code: -errno) }
+      let connection = TCPConnection(fd: fd, loop: loop)
+      do {
+        _ = try await ConnectWait(connection: connection, address: address).wait().get()
+        setNoDelay(fd)
+        return connection
+      } catch {
+        connection.close()
+        if error == .cancelled || error == .timedOut { throw error }
+        lastError = error
+      }
+    }
+    throw lastError
+  }
+
+  // MARK: Reading
+
+  /// Reads what has arrived, up to `max` bytes, waiting until something
+  /// has. Returns an empty array at end of stream (the peer shut down its
+  /// side or closed), and again on every read after.
+  ///
+  /// - Parameter max: The most bytes to return; more than 0.
+  /// - Throws: ``TinyAsyncError/connectionReset``,
+  ///   ``TinyAsyncError/closed``, ``TinyAsyncError/cancelled``,
+  ///   ``TinyAsyncError/timedOut`` (no bytes are lost to the last two).
+  public func read(max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
+    precondition(max > 0, "TCPConnection.read(max:) needs max > 0")
+    try beginRead("TCPConnection.read(max:)")
+    defer { isReading = false }
+    if readBuffer.count == 0 { _ = try await fill(wanted: max) }
+    return readBuffer.take(Swift.min(max, readBuffer.count))
+  }
+
+  /// Like ``read(max:)``, but appends to `buffer` (reuse one array across
+  /// reads to save an allocation each). Returns the number of bytes
+  /// appended: 0 at end of stream.
+  ///
+  /// ```swift
+  /// var bytes: [UInt8] = []
+  /// bytes.reserveCapacity(65536)
+  /// while true {
+  ///     bytes.removeAll(keepingCapacity: true)
+  ///     if try await connection.read(into: &bytes, max: 65536) == 0 { break }
+  ///     try await connection.write(bytes)
+  /// }
+  /// ```
+  public func read(into buffer: inout [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> Int {
+    precondition(max > 0, "TCPConnection.read(into:max:) needs max > 0")
+    try beginRead("TCPConnection.read(into:max:)")
+    defer { isReading = false }
+    if readBuffer.count == 0 { _ = try await fill(wanted: max) }
+    let n = Swift.min(max, readBuffer.count)
+    readBuffer.take(n, appendingTo: &buffer)
+    return n
+  }
+
+  /// Reads up to and including the first `delimiter` (a line, with
+  /// `"\n"`), waiting for more bytes as needed; bytes that came after it
+  /// stay buffered for the next read.
+  ///
+  /// At end of stream it returns what came before it without a delimiter
+  /// (empty if nothing did): check the last bytes to tell.
+  ///
+  /// - Parameters:
+  ///   - delimiter: One or more bytes.
+  ///   - max: The most bytes to return, delimiter included.
+  /// - Throws: ``TinyAsyncError/delimiterNotFound`` when the first `max`
+  ///   bytes hold no delimiter. Nothing is consumed then: those bytes stay
+  ///   buffered, for ``read(max:)`` to drain or for ``close()`` to drop.
+  ///   Also the errors of ``read(max:)``.
+  public func read(until delimiter: [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
+    precondition(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
+    precondition(max > 0, "TCPConnection.read(until:max:) needs max > 0")
+    try beginRead("TCPConnection.read(until:max:)")
+    defer { isReading = false }
+    var searched = 0  // bytes already searched without a delimiter
+    while true {
+      let from = Swift.max(0, searched - (delimiter.count - 1))
+      if let at = readBuffer.firstIndex(of: delimiter, from: from, limit: max) {
+        return readBuffer.take(at + delimiter.count)
+      }
+      if readBuffer.count >= max { throw .delimiterNotFound }
+      searched = readBuffer.count
+      // Grow the buffer with what arrives, not to `max` at once.
+      let wanted = Swift.min(max - readBuffer.count, Swift.max(readBuffer.count, ReadBuffer.initialCapacity))
+      if try await fill(wanted: wanted) == 0 {
+        return readBuffer.take(readBuffer.count)  // end of stream
+      }
+    }
+  }
+
+  /// ``read(until:max:)`` with a one-byte delimiter, e.g. `UInt8(ascii: "\n")`.
+  public func read(until delimiter: UInt8, max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
+    try await read(until: [delimiter], max: max)
+  }
+
+  private func beginRead(_ operation: StaticString) throws(TinyAsyncError) {
+    guard fd >= 0 else { throw .closed }
+    precondition(!isReading, "\(operation): another task is reading this TCPConnection")
+    isReading = true
+  }
+
+  /// One recv into the buffer's free tail (made at least `wanted` bytes,
+  /// up to `maxChunk`); returns the count, 0 at end of stream.
+  private func fill(wanted: Int) async throws(TinyAsyncError) -> Int {
+    guard fd >= 0 else { throw .closed }
+    readBuffer.reserveTail(Swift.min(wanted, Self.maxChunk))
+    return Int(try await RecvWait(connection: self).wait().get())
+  }
+
+  // MARK: Writing
+
+  /// Writes all of `bytes`, waiting while the socket's send buffer is full
+  /// (partial writes are continued until everything is out).
+  ///
+  /// - Throws: ``TinyAsyncError/brokenPipe`` or
+  ///   ``TinyAsyncError/connectionReset`` when the peer is gone,
+  ///   ``TinyAsyncError/closed``, ``TinyAsyncError/cancelled``,
+  ///   ``TinyAsyncError/timedOut``; how much went out before is unknown.
+  public func write(_ bytes: some Collection<UInt8>) async throws(TinyAsyncError) {
+    guard fd >= 0 else { throw .closed }
+    precondition(!isWriting, "TCPConnection.write: another task is writing this TCPConnection")
+    isWriting = true
+    defer { isWriting = false }
+    if bytes.withContiguousStorageIfAvailable({ _ in () }) != nil {
+      try await sendAll(bytes)
+    } else {
+      try await sendAll(Array(bytes))
+    }
+  }
+
+  /// Writes the UTF-8 bytes of `string`; see ``write(_:)-(Collection<UInt8>)``.
+  public func write(_ string: String) async throws(TinyAsyncError) {
+    var string = string
+    string.makeContiguousUTF8()
+    try await write(string.utf8)
+  }
+
+  /// Sends `bytes` (contiguous) chunk by chunk through the send buffer.
+  private func sendAll<Bytes: Collection<UInt8>>(_ bytes: Bytes) async throws(TinyAsyncError) {
+    let total = bytes.count
+    var offset = 0
+    while offset < total {
+      let chunk = Swift.min(total - offset, Self.maxChunk)
+      let buffer = reserveSendBuffer(chunk)
+      _ = bytes.withContiguousStorageIfAvailable { source in
+        buffer.copyMemory(from: source.baseAddress! + offset, byteCount: chunk)
+      }
+      var sent = 0
+      while sent < chunk {
+        guard fd >= 0 else { throw .closed }
+        let n = try await SendWait(connection: self, bytes: buffer + sent, count: chunk - sent).wait().get()
+        guard n > 0 else { throw TinyAsyncError(code: -EIO) }  // send(2) of > 0 bytes moves some
+        sent += Int(n)
+      }
+      offset += chunk
+    }
+  }
+
+  private func reserveSendBuffer(_ count: Int) -> UnsafeMutableRawPointer {
+    if sendCapacity < count {
+      let capacity = Swift.max(count, 4096)
+      free(sendBuffer)
+      sendBuffer = malloc(capacity)
+      precondition(sendBuffer != nil, "out of memory for a \(capacity)-byte send buffer")
+      sendCapacity = capacity
+    }
+    return sendBuffer!
+  }
+
+  // MARK: Ending
+
+  /// Shuts down the writing side: the peer reads end of stream once what
+  /// was written has arrived; reading goes on. (asyncio's `write_eof`.)
+  /// Does not wait.
+  ///
+  /// - Throws: ``TinyAsyncError/closed`` after ``close()``; a system error
+  ///   (e.g. `ENOTCONN`) from `shutdown(2)`.
+  public func shutdown() throws(TinyAsyncError) {
+    guard fd >= 0 else { throw .closed }
+    _ = try TinyAsyncError.check(cloop_sock_shutdown(fd, Int32(SHUT_WR)))
+  }
+
+  /// Closes the connection. A task waiting in a read or write on it wakes
+  /// with ``TinyAsyncError/closed``; later operations throw it too.
+  /// Unread buffered bytes are dropped. Closing again does nothing; the
+  /// connection closes itself when it goes away.
+  public func close() {
+    guard fd >= 0 else { return }
+    let fd = self.fd
+    self.fd = -1
+    _ = cloop_close_fd(loop.cLoop, fd)
+  }
+
+  /// `true` once ``close()`` was called.
+  public var isClosed: Bool { fd < 0 }
+
+  /// The local port of the connection.
+  /// - Throws: ``TinyAsyncError/closed`` after ``close()``.
+  public var localPort: Int {
+    get throws(TinyAsyncError) {
+      guard fd >= 0 else { throw .closed }
+      return Int(try TinyAsyncError.check(cloop_sock_port(fd)))
+    }
+  }
+
+  /// The peer's port.
+  /// - Throws: ``TinyAsyncError/closed`` after ``close()``; `ENOTCONN`
+  ///   once the peer is gone.
+  public var remotePort: Int {
+    get throws(TinyAsyncError) {
+      guard fd >= 0 else { throw .closed }
+      var storage = sockaddr_storage()
+      var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+      let rc = withUnsafeMutableBytes(of: &storage) { raw in
+        getpeername(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+      }
+      if rc < 0 { throw TinyAsyncError(code: -errno) }
+      return withUnsafeBytes(of: storage) { raw in
+        if storage.ss_family == sa_family_t(AF_INET6) {
+          Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
+        } else {
+          Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
+        }
+      }
+    }
+  }
+}
+
+@available(*, unavailable, message: "a TCPConnection belongs to its loop's thread")
+extension TCPConnection: Sendable {}
+
+/// Sets TCP_NODELAY, as the C core does on its connected and accepted
+/// sockets: a request/response protocol should not wait for Nagle.
+func setNoDelay(_ fd: Int32) {
+  var one: Int32 = 1
+  _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+}

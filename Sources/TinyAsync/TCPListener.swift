@@ -1,0 +1,196 @@
+internal import CLoop
+internal import Glibc
+
+/// A listening TCP socket on an ``EventLoop``: bound at creation, it hands
+/// out the connections that arrive, one ``accept()`` at a time or as an
+/// `AsyncSequence`.
+///
+/// Port 0 picks a free port; ``port`` says which. Loop-confined (not
+/// `Sendable`); closes its socket when it goes away. Iterating it ends when
+/// the listener is closed; running out of file descriptors pauses the
+/// iteration briefly (and logs a warning) instead of ending it.
+///
+/// ```swift
+/// try EventLoop.run {
+///     let loop = EventLoop.current!
+///     let listener = try TCPListener(host: "127.0.0.1", port: 0)
+///     print("listening on port \(listener.port)")
+///     for try await connection in listener {
+///         loop.spawn {  // an echo per connection
+///             while true {
+///                 let bytes = try await connection.read(max: 4096)
+///                 if bytes.isEmpty { break }
+///                 try await connection.write(bytes)
+///             }
+///         }
+///     }
+/// }
+/// ```
+public final class TCPListener {
+  /// The loop the listener belongs to.
+  public let loop: EventLoop
+  /// The port it listens on (the one picked, if it was created with 0).
+  public let port: Int
+  /// The socket, or -1 once closed.
+  private(set) var fd: Int32
+  let acceptOp: UnsafeMutablePointer<cloop_op>
+  /// Connections accepted as an accept was interrupted, for the next one.
+  private var kept: [Int32] = []
+  private var isAccepting = false
+
+  /// Binds to `host`:`port` and listens (with `SO_REUSEADDR`).
+  ///
+  /// - Parameters:
+  ///   - host: A numeric IPv4 or IPv6 address (`"127.0.0.1"`, `"::1"`,
+  ///     `"0.0.0.0"` for every IPv4 interface) or `"localhost"`. Other
+  ///     names are not looked up (that would block the loop).
+  ///   - port: 0 to let the system pick a free one.
+  ///   - backlog: How many connections may wait to be accepted (the
+  ///     system caps it at `net.core.somaxconn`).
+  ///   - reusePort: Sets `SO_REUSEPORT`, so several listeners (one per
+  ///     loop and thread) can share the port.
+  ///   - loop: The loop to serve on; by default the one running here.
+  /// - Throws: ``TinyAsyncError/addressInUse`` when the port is taken,
+  ///   ``TinyAsyncError/hostNotFound`` for a host that is not an address,
+  ///   other system errors (e.g. `EACCES` for a privileged port).
+  public init(
+    host: String = "127.0.0.1", port: Int = 0, backlog: Int = 511, reusePort: Bool = false,
+    on loop: EventLoop? = nil
+  ) throws(TinyAsyncError) {
+    let loop = loop ?? EventLoop.running(for: "TCPListener()")
+    loop.checkThread("TCPListener()")
+    let address = host == "localhost" ? "127.0.0.1" : host
+    guard SocketAddress(numeric: address, port: 0) != nil else { throw .hostNotFound }
+    guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
+    let fd = try TinyAsyncError.check(
+      cloop_tcp_listen(address, Int32(port), Int32(clamping: backlog), reusePort ? Int32(CLOOP_REUSEPORT) : 0))
+    let bound = cloop_sock_port(fd)
+    if bound < 0 {
+      _ = Glibc.close(fd)
+      throw TinyAsyncError(code: bound)
+    }
+    self.loop = loop
+    self.fd = fd
+    self.port = Int(bound)
+    acceptOp = .allocate(capacity: 1)
+    acceptOp.initialize(to: cloop_op())
+  }
+
+  deinit {
+    // No accept is in flight: its wait holds the listener until its
+    // callback has run.
+    close()
+    acceptOp.deallocate()
+  }
+
+  /// Waits for the next connection and returns it.
+  ///
+  /// - Throws: ``TinyAsyncError/closed`` when the listener is (or gets)
+  ///   closed, ``TinyAsyncError/cancelled``, ``TinyAsyncError/timedOut``
+  ///   (a connection that arrives just then is kept for the next accept);
+  ///   out of file descriptors, `EMFILE` or `ENFILE` after a 10 ms pause, so
+  ///   a loop that retries does not spin.
+  public func accept() async throws(TinyAsyncError) -> TCPConnection {
+    guard fd >= 0 else { throw .closed }
+    precondition(!isAccepting, "TCPListener.accept: another task is accepting on this listener")
+    if !kept.isEmpty { return TCPConnection(fd: kept.removeFirst(), loop: loop) }
+    isAccepting = true
+    defer { isAccepting = false }
+    while true {
+      do {
+        let newFD = try await AcceptWait(listener: self).wait().get()
+        setNoDelay(newFD)
+        return TCPConnection(fd: newFD, loop: loop)
+      } catch {
+        guard case .system(let code, _) = error else { throw error }
+        if code == ECONNABORTED { continue }  // it left before we took it
+        if code == EMFILE || code == ENFILE {
+          // The connection stays queued and the listener readable.
+          try await sleep(for: .milliseconds(10))
+        }
+        throw error
+      }
+    }
+  }
+
+  /// Called by an interrupted ``AcceptWait`` whose connection came anyway.
+  func keepAccepted(_ fd: Int32) {
+    setNoDelay(fd)
+    kept.append(fd)
+  }
+
+  /// Stops listening: a task waiting in ``accept()`` wakes with
+  /// ``TinyAsyncError/closed`` (an iteration ends). Connections already
+  /// accepted stay open. Closing again does nothing.
+  public func close() {
+    guard fd >= 0 else { return }
+    let fd = self.fd
+    self.fd = -1
+    _ = cloop_close_fd(loop.cLoop, fd)
+    for kept in kept { _ = cloop_close_fd(loop.cLoop, kept) }
+    kept.removeAll()
+  }
+
+  /// `true` once ``close()`` was called.
+  public var isClosed: Bool { fd < 0 }
+}
+
+@available(*, unavailable, message: "a TCPListener belongs to its loop's thread")
+extension TCPListener: Sendable {}
+
+extension TCPListener: AsyncSequence {
+  /// Each element is an accepted connection.
+  public typealias Element = TCPConnection
+  /// Iterating throws only ``TinyAsyncError``.
+  public typealias Failure = TinyAsyncError
+
+  /// An iterator over the connections as they arrive.
+  public func makeAsyncIterator() -> Iterator {
+    Iterator(listener: self)
+  }
+
+  /// Accepts connection after connection; `nil` once the listener is
+  /// closed. A shortage of file descriptors or memory (`EMFILE`, `ENFILE`,
+  /// `ENOBUFS`, `ENOMEM`) is logged and waited out, as asyncio's server
+  /// does; other errors, cancellation and timeouts are thrown.
+  ///
+  /// ```swift
+  /// var connections = listener.makeAsyncIterator()
+  /// while let connection = try await connections.next() {
+  ///     connection.close()
+  /// }
+  /// ```
+  public struct Iterator: AsyncIteratorProtocol {
+    /// An accepted connection.
+    public typealias Element = TCPConnection
+    /// Only ``TinyAsyncError``.
+    public typealias Failure = TinyAsyncError
+
+    let listener: TCPListener
+
+    /// The next connection, or `nil` once the listener is closed.
+    public mutating func next() async throws(TinyAsyncError) -> TCPConnection? {
+      while true {
+        do {
+          return try await listener.accept()
+        } catch .closed {
+          return nil
+        } catch {
+          switch error {
+          case .outOfMemory:
+            break
+          case .system(let code, _) where code == EMFILE || code == ENFILE || code == ENOBUFS:
+            break
+          default:
+            throw error
+          }
+          logger.warning("TCPListener on port \(listener.port): accept failed, retrying: \(error)")
+          if error == .outOfMemory || error.errno == ENOBUFS { try await sleep(for: .milliseconds(10)) }
+        }
+      }
+    }
+  }
+}
+
+@available(*, unavailable, message: "a TCPListener belongs to its loop's thread")
+extension TCPListener.Iterator: Sendable {}
