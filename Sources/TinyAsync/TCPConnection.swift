@@ -49,8 +49,8 @@ public final class TCPConnection {
   /// value while the task is parked. Costs one memcpy per write.
   private var sendBuffer: UnsafeMutableRawPointer?
   private var sendCapacity = 0
-  private var isReading = false
-  private var isWriting = false
+  var isReading = false
+  var isWriting = false
 
   /// The most one recv asks for, and the largest chunk one send copies.
   static let maxChunk = 256 * 1024
@@ -174,17 +174,10 @@ public final class TCPConnection {
     precondition(max > 0, "TCPConnection.read(until:max:) needs max > 0")
     try beginRead("TCPConnection.read(until:max:)")
     defer { isReading = false }
-    var searched = 0  // bytes already searched without a delimiter
+    var searched = 0
     while true {
-      let from = Swift.max(0, searched - (delimiter.count - 1))
-      if let at = readBuffer.firstIndex(of: delimiter, from: from, limit: max) {
-        return readBuffer.take(at + delimiter.count)
-      }
-      if readBuffer.count >= max { throw .delimiterNotFound }
-      searched = readBuffer.count
-      // Grow the buffer with what arrives, not to `max` at once.
-      let wanted = Swift.min(max - readBuffer.count, Swift.max(readBuffer.count, ReadBuffer.initialCapacity))
-      if try await fill(wanted: wanted) == 0 {
+      if let line = try scan(for: delimiter, max: max, searched: &searched) { return line }
+      if try await fill(wanted: wantedForDelimiter(max: max)) == 0 {
         return readBuffer.take(readBuffer.count)  // end of stream
       }
     }
@@ -195,7 +188,28 @@ public final class TCPConnection {
     try await read(until: [delimiter], max: max)
   }
 
-  private func beginRead(_ operation: StaticString) throws(TinyAsyncError) {
+  /// One look for `delimiter` in the buffered bytes, for
+  /// `read(until:max:)`: returns the bytes up to and including it, throws
+  /// ``TinyAsyncError/delimiterNotFound`` once `max` bytes hold none, or
+  /// returns nil when more bytes are needed. `searched` counts the bytes
+  /// already searched in vain (start it at 0).
+  func scan(for delimiter: [UInt8], max: Int, searched: inout Int) throws(TinyAsyncError) -> [UInt8]? {
+    let from = Swift.max(0, searched - (delimiter.count - 1))
+    if let at = readBuffer.firstIndex(of: delimiter, from: from, limit: max) {
+      return readBuffer.take(at + delimiter.count)
+    }
+    if readBuffer.count >= max { throw .delimiterNotFound }
+    searched = readBuffer.count
+    return nil
+  }
+
+  /// How much room the next recv of `read(until:max:)` asks for: the
+  /// buffer grows with what arrives, not to `max` at once.
+  func wantedForDelimiter(max: Int) -> Int {
+    Swift.min(max - readBuffer.count, Swift.max(readBuffer.count, ReadBuffer.initialCapacity))
+  }
+
+  func beginRead(_ operation: StaticString) throws(TinyAsyncError) {
     guard fd >= 0 else { throw .closed }
     precondition(!isReading, "\(operation): another task is reading this TCPConnection")
     isReading = true

@@ -35,8 +35,8 @@ public final class TCPListener {
   private(set) var fd: Int32
   let acceptOp: UnsafeMutablePointer<cloop_op>
   /// Connections accepted as an accept was interrupted, for the next one.
-  private var kept: [Int32] = []
-  private var isAccepting = false
+  var kept: [Int32] = []
+  var isAccepting = false
 
   /// Binds to `host`:`port` and listens (with `SO_REUSEADDR`).
   ///

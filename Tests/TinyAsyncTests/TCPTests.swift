@@ -435,8 +435,13 @@ struct TCPTests {
 /// 20,000 descriptors, which this process may not have room for twice.
 @Suite("TCP: 10,000 concurrent connections", .serialized)
 struct TCPManyConnectionsTests {
-  @Test(arguments: TCPTests.backends)
-  func tenThousandConcurrentConnections(_ backend: EventLoop.Backend) throws {
+  enum Front: String, CustomStringConvertible, Sendable {
+    case async, fiber
+    var description: String { rawValue }
+  }
+
+  @Test(arguments: TCPTests.backends, [Front.async, .fiber])
+  func tenThousandConcurrentConnections(_ backend: EventLoop.Backend, _ front: Front) throws {
     let count = 10_000
     // Both ends here take two descriptors a connection; with the server in
     // a child process (Python's asyncio, when the limit cannot be raised
@@ -457,41 +462,82 @@ struct TCPManyConnectionsTests {
       }
     }
     let loop = try makeLoop(backend)
-    let served = try loop.runUntilComplete { [childPort = child?.port] () async throws -> Int in
-      var listener: TCPListener?
-      if childPort == nil {
-        listener = try TCPListener(port: 0, backlog: 4096)
-        serveEcho(listener!)
+    let childPort = child?.port
+    let served: Int
+    switch front {
+    case .async:
+      served = try loop.runUntilComplete { () async throws -> Int in
+        var listener: TCPListener?
+        if childPort == nil {
+          listener = try TCPListener(port: 0, backlog: 4096)
+          serveEcho(listener!)
+        }
+        let port = childPort ?? listener!.port
+        let allUp = Future<Void>()
+        var up = 0
+        var clients: [TaskHandle<Bool>] = []
+        clients.reserveCapacity(count)
+        for i in 0..<count {
+          clients.append(loop.spawn {
+            do {
+              let connection = try await TCPConnection.connect(host: "127.0.0.1", port: port)
+              let message = bytes("hello \(i)\n")
+              try await connection.write(message)
+              let echoed = try await connection.read(until: UInt8(ascii: "\n"), max: 64)
+              // Hold every connection open until all are up: 10,000 at once.
+              up += 1
+              if up == count { allUp.succeed(()) }
+              try await allUp.value
+              try await connection.write("bye\n")
+              let bye = try await connection.read(until: UInt8(ascii: "\n"), max: 64)
+              return echoed == message && bye == bytes("bye\n")
+            } catch {
+              allUp.fail(error)  // the others stop waiting
+              throw error
+            }
+          })
+        }
+        var ok = 0
+        for client in clients where try await client.value { ok += 1 }
+        listener?.close()
+        return ok
       }
-      let port = childPort ?? listener!.port
-      let allUp = Future<Void>()
-      var up = 0
-      var clients: [TaskHandle<Bool>] = []
-      clients.reserveCapacity(count)
-      for i in 0..<count {
-        clients.append(loop.spawn {
-          do {
-            let connection = try await TCPConnection.connect(host: "127.0.0.1", port: port)
-            let message = bytes("hello \(i)\n")
-            try await connection.write(message)
-            let echoed = try await connection.read(until: UInt8(ascii: "\n"), max: 64)
-            // Hold every connection open until all are up: 10,000 at once.
-            up += 1
-            if up == count { allUp.succeed(()) }
-            try await allUp.value
-            try await connection.write("bye\n")
-            let bye = try await connection.read(until: UInt8(ascii: "\n"), max: 64)
-            return echoed == message && bye == bytes("bye\n")
-          } catch {
-            allUp.fail(error)  // the others stop waiting
-            throw error
-          }
-        })
+    case .fiber:
+      served = try loop.runFiber { () throws -> Int in
+        var listener: TCPListener?
+        if childPort == nil {
+          listener = try TCPListener(port: 0, backlog: 4096)
+          serveEchoInFibers(listener!)
+        }
+        let port = childPort ?? listener!.port
+        let allUp = Future<Void>()
+        var up = 0
+        var clients: [FiberHandle<Bool>] = []
+        clients.reserveCapacity(count)
+        for i in 0..<count {
+          clients.append(loop.spawnFiber {
+            do {
+              let connection = try TCPConnection.connect(host: "127.0.0.1", port: port)
+              let message = bytes("hello \(i)\n")
+              try connection.write(message)
+              let echoed = try connection.read(until: UInt8(ascii: "\n"), max: 64)
+              up += 1
+              if up == count { allUp.succeed(()) }
+              try allUp.get()
+              try connection.write("bye\n")
+              let bye = try connection.read(until: UInt8(ascii: "\n"), max: 64)
+              return echoed == message && bye == bytes("bye\n")
+            } catch {
+              allUp.fail(error)
+              throw error
+            }
+          })
+        }
+        var ok = 0
+        for client in clients where try client.get() { ok += 1 }
+        listener?.close()
+        return ok
       }
-      var ok = 0
-      for client in clients where try await client.value { ok += 1 }
-      listener?.close()
-      return ok
     }
     #expect(served == count)
     if let child { #expect(child.finish()) }
