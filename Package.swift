@@ -47,6 +47,11 @@ let package = Package(
       dependencies: ["TinyAsync"],
       path: "examples/demo"
     ),
+    .executableTarget(
+      name: "tinyasync-echo",
+      dependencies: ["TinyAsync"],
+      path: "examples/echo-swift"
+    ),
     .testTarget(
       name: "CLoopTests",
       dependencies: ["CLoop"]

@@ -1,0 +1,136 @@
+import Glibc
+import TinyAsync
+
+struct EchoOptions {
+  var host = "127.0.0.1"
+  var port = 8888
+  var fibers = false
+  var backend = EventLoop.Backend.automatic
+  var lines = false
+  var maxLine = 8192
+}
+
+func usage(_ problem: String?) -> Never {
+  if let problem { printError("tinyasync-echo: \(problem)") }
+  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]]")
+  exit(problem == nil ? 0 : 2)
+}
+
+/// A line on standard error (Glibc's `stderr` is a global Swift 6 will
+/// not touch from here).
+func printError(_ line: String) {
+  let text = line + "\n"
+  _ = text.withCString { write(2, $0, strlen($0)) }
+}
+
+/// The most one read takes: what asyncio (256 KiB) reads at a time.
+let readSize = 256 * 1024
+
+func serve(_ options: EchoOptions) throws {
+  let loop = try EventLoop(backend: options.backend)
+  let listener = try TCPListener(host: options.host, port: options.port, backlog: 4096, on: loop)
+  printError("tinyasync-echo: \(options.fibers ? "fibers" : "async") on \(loop.backend), \(options.host):\(listener.port)\(options.lines ? ", lines up to \(options.maxLine) bytes" : "")")
+  print("READY")
+  fflush(nil)  // READY must reach a pipe at once
+  if options.fibers {
+    try loop.runFiber { try acceptInFibers(listener, options) }
+  } else {
+    try loop.runUntilComplete { try await acceptAsync(listener, options) }
+  }
+}
+
+// MARK: The async front
+
+func acceptAsync(_ listener: TCPListener, _ options: EchoOptions) async throws {
+  let loop = listener.loop
+  // Out of descriptors, the iteration pauses and retries by itself.
+  for try await connection in listener {
+    loop.spawn(name: "connection") {
+      defer { connection.close() }
+      do {
+        if options.lines {
+          try await echoLines(connection, maxLine: options.maxLine)
+        } else {
+          try await echoBytes(connection)
+        }
+      } catch {
+        // A reset or vanished peer ends this connection only.
+      }
+    }
+  }
+}
+
+func echoBytes(_ connection: TCPConnection) async throws {
+  var buffer: [UInt8] = []
+  buffer.reserveCapacity(readSize)
+  while true {
+    buffer.removeAll(keepingCapacity: true)
+    if try await connection.read(into: &buffer, max: readSize) == 0 { return }
+    try await connection.write(buffer)
+  }
+}
+
+func echoLines(_ connection: TCPConnection, maxLine: Int) async throws {
+  while true {
+    let line: [UInt8]
+    do {
+      line = try await connection.read(until: UInt8(ascii: "\n"), max: maxLine)
+    } catch .delimiterNotFound {
+      try await connection.write("ERROR line longer than \(maxLine) bytes\n")
+      return
+    }
+    if line.isEmpty { return }
+    try await connection.write(line)
+  }
+}
+
+// MARK: Fibers
+
+func acceptInFibers(_ listener: TCPListener, _ options: EchoOptions) throws {
+  let loop = listener.loop
+  while true {
+    let connection: TCPConnection
+    do {
+      connection = try listener.accept()
+    } catch {
+      if error.errno == EMFILE || error.errno == ENFILE { continue }  // accept paused 10 ms
+      throw error
+    }
+    loop.spawnFiber(name: "connection") {
+      defer { connection.close() }
+      do {
+        if options.lines {
+          try echoLines(connection, maxLine: options.maxLine)
+        } else {
+          try echoBytes(connection)
+        }
+      } catch {
+        // A reset or vanished peer ends this connection only.
+      }
+    }
+  }
+}
+
+func echoBytes(_ connection: TCPConnection) throws {
+  var buffer: [UInt8] = []
+  buffer.reserveCapacity(readSize)
+  while true {
+    buffer.removeAll(keepingCapacity: true)
+    if try connection.read(into: &buffer, max: readSize) == 0 { return }
+    try connection.write(buffer)
+  }
+}
+
+func echoLines(_ connection: TCPConnection, maxLine: Int) throws {
+  while true {
+    let line: [UInt8]
+    do {
+      line = try connection.read(until: UInt8(ascii: "\n"), max: maxLine)
+    } catch .delimiterNotFound {
+      try connection.write("ERROR line longer than \(maxLine) bytes\n")
+      return
+    }
+    if line.isEmpty { return }
+    try connection.write(line)
+  }
+}
