@@ -50,7 +50,8 @@ let package = Package(
     .executableTarget(
       name: "tinyasync-echo",
       dependencies: ["TinyAsync"],
-      path: "examples/echo-swift"
+      path: "examples/echo-swift",
+      exclude: ["test_echo.py"]
     ),
     .testTarget(
       name: "CLoopTests",
