@@ -329,6 +329,19 @@ struct TCPTests {
       await #expect(throws: TinyAsyncError.cancelled) { try await reader2.value }
       #expect(try await peer.read() == [])  // it closed when the task ended
 
+      // A write that would not even wait still notices a cancellation.
+      let writer = loop.spawn { try await client.write("never") }
+      writer.cancel()
+      await #expect(throws: TinyAsyncError.cancelled) { try await writer.value }
+      await #expect(throws: TinyAsyncError.timedOut) {
+        try await withTimeout(.milliseconds(1)) {
+          try? await sleep(for: .milliseconds(5))
+          try await client.write("never")
+        }
+      }
+      try await client.write("sent")
+      #expect(try await server.read() == bytes("sent"))
+
       // A cancelled accept leaves the listener usable.
       let accepter = loop.spawn { _ = try await listener.accept() }
       try await sleep(for: .milliseconds(5))
