@@ -53,6 +53,12 @@ let package = Package(
       path: "examples/echo-swift",
       exclude: ["test_echo.py"]
     ),
+    // The Swift side of ../shared/peers/WORKLOADS.md, run by bench/project-bench.
+    .executableTarget(
+      name: "tinyasync-bench",
+      dependencies: ["TinyAsync"],
+      path: "bench/swift"
+    ),
     .testTarget(
       name: "CLoopTests",
       dependencies: ["CLoop"]

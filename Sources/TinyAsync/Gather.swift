@@ -42,6 +42,40 @@ public func gather<each Value>(
   return (repeat try (each tasks).state.future.takeResult()!.get())
 }
 
+/// Waits for all the tasks of an array and returns their values in its
+/// order: ``gather(_:)`` for any number of tasks of one type (asyncio's
+/// `gather(*tasks)`), with the same rules for failures, cancellation and
+/// timeouts.
+///
+/// ```swift
+/// try EventLoop.run {
+///     let loop = EventLoop.current!
+///     let tasks = (1...100).map { i in loop.spawn { try await sleep(for: .milliseconds(i)); return i } }
+///     let values = try await gather(tasks)  // [1, 2, ..., 100], after 100 ms
+/// }
+/// ```
+public func gather<Value>(_ tasks: [TaskHandle<Value>]) async throws -> [Value] {
+  let loop = EventLoop.running(for: "gather")
+  let state = GatherState(loop: loop)
+  for task in tasks {
+    state.watch(task.state.future, cancel: task.state)
+  }
+  try await state.run()
+  // Every task is done; each result is taken (so marked retrieved), and
+  // the first failure by position wins.
+  var failure: (any Error)?
+  for (position, task) in tasks.enumerated() {
+    if case .failure(let error)? = task.state.future.takeResult(),
+      failure == nil, !state.wasCancelledByGather(position)
+    {
+      failure = error
+    }
+  }
+  if let failure { throw failure }
+  if let interruption = state.interruption { throw interruption }
+  return try tasks.map { try $0.state.future.peekResult!.get() }
+}
+
 /// gather's bookkeeping: which tasks are done, and the one continuation.
 final class GatherState {
   let loop: EventLoop

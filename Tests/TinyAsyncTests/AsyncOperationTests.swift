@@ -161,6 +161,51 @@ struct AsyncOperationTests {
   }
 
   @Test(arguments: backends)
+  func gatherOfAnArrayKeepsItsOrderAndThrowsTheFirstFailureByPosition(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      // Finishing in reverse order, one already done before gather looks.
+      let tasks = (0..<5).map { i in
+        loop.spawn { () async throws -> Int in
+          if i > 0 { try await sleep(for: .milliseconds(5 - i)) }
+          return i * 10
+        }
+      }
+      try await sleep(for: .zero)
+      let values = try await gather(tasks)
+      #expect(values == [0, 10, 20, 30, 40])
+      let none = try await gather([TaskHandle<Int>]())
+      #expect(none.isEmpty)
+
+      var finished: [String] = []
+      let failing = [
+        loop.spawn { () async throws -> Int in
+          defer { finished.append("slow") }
+          try await sleep(for: .seconds(10))
+          return 1
+        },
+        loop.spawn { () async throws -> Int in
+          try await sleep(for: .milliseconds(5))
+          throw Oops(n: 1)
+        },
+        loop.spawn { () async throws -> Int in
+          try await sleep(for: .milliseconds(1))
+          throw Oops(n: 2)
+        },
+      ]
+      await #expect(throws: Oops(n: 2)) { try await gather(failing) }
+      #expect(failing.allSatisfy { $0.isDone })
+      #expect(finished == ["slow"])
+
+      let sleepy = (0..<3).map { _ in loop.spawn { try await sleep(for: .seconds(10)) } }
+      await #expect(throws: TinyAsyncError.timedOut) {
+        try await withTimeout(.milliseconds(2)) { try await gather(sleepy) }
+      }
+      #expect(sleepy.allSatisfy { $0.isDone })
+    }
+  }
+
+  @Test(arguments: backends)
   func gatherOfFinishedTasksAndTheTaskHandleAPI(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
     try loop.runUntilComplete {
