@@ -14,13 +14,13 @@ enum {
   PARK_YIELD,    /* its step handle is queued: sleep(0) */
 };
 
-/* A task's place in a sync primitive's FIFO list (sync.c). A task waits
-   for one thing at a time, so the record lives in the task: nothing the
-   loop touches is on a (possibly shared, moving) task stack. */
-struct cloop__waiter {
-  struct cloop__waiter *next, *prev;
+/* A task's place in a sync primitive's FIFO list (sync.c): a cloop_waiter
+   whose callback completes `done`, which the task awaits. A task waits for
+   one thing at a time, so the record lives in the task: nothing the loop
+   touches is on a (possibly shared, moving) task stack. */
+struct cloop__task_waiter {
+  cloop_waiter w;    /* w.arg is the task */
   cloop_future done; /* completed by the waker: the turn is handed over */
-  struct cloop_task *task;
 };
 
 struct cloop_task {
@@ -49,7 +49,7 @@ struct cloop_task {
   size_t saved_len, saved_cap;
   int refs;                /* the caller's reference + the running task's */
   struct cloop_task *prev, *next; /* the loop's tasks not yet freed */
-  struct cloop__waiter waiter; /* sync.c */
+  struct cloop__task_waiter waiter; /* sync.c */
   uint64_t id;             /* spawn order, for the default name */
   char name[32];           /* "" until cloop_task_name makes "task-<id>" */
   char save_inline[];      /* CLOOP__SAVE_INLINE bytes, in the same slab slot */

@@ -156,6 +156,13 @@ TEST_SWITCH(sync_mixed_waits)
 TEST_SWITCH(sync_queue_ring_10k)
 TEST_SWITCH(sync_queue_ring_10k_shared_stack)
 
+/* test_sync_cb.c */
+TEST_SWITCH(sync_cb_lock_fifo_mixed)
+TEST_SWITCH(sync_cb_event_semaphore)
+TEST_SWITCH(sync_cb_queue)
+TEST_SWITCH(sync_cb_queue_chain_10k)
+TEST(sync_cb_misuse_aborts)
+
 /* test_shared.c */
 TEST_SWITCH(shared_and_private_exchange_through_queues)
 TEST_SWITCH(shared_safe_pattern_heap_handoff)

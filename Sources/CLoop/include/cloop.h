@@ -500,12 +500,42 @@ const char *cloop_switch_name(cloop_switch mode);
    before or its deadline scope has expired. An interrupted call did
    nothing: a lock, permit or queue slot handed to it in the meantime goes
    on to the next waiter, an item handed to a get goes to the next getter
-   or back to the head of the queue. */
+   or back to the head of the queue.
 
-struct cloop__waiter;
+   Code that is no task (a callback; the Swift layer's async tasks) waits
+   with the *_cb calls and a cloop_waiter record of its own, which joins the
+   same FIFO list as the tasks: both kinds are served in one arrival order.
+   A *_cb call returns 0 if it succeeded at once (fn is not called), or 1
+   if w now waits. When w's turn comes, the waking call (a set, release,
+   put or get) hands it over and calls fn(w, value) before it returns --
+   the lock, permit, slot or item is already w's owner's, so no wake-up can
+   be lost between the two; value is the item for a get, else 0. fn must
+   not use the same primitive (schedule that work instead) and may free w.
+   Until then cloop_waiter_cancel(w) takes w off the list, having received
+   nothing. w must not move while it waits. */
+
+struct cloop__waitlist;
+typedef struct cloop_waiter cloop_waiter;
+/* Called once with the waiter whose turn it is; value: see above. */
+typedef void (*cloop_waiter_fn)(cloop_waiter *w, intptr_t value);
+
+struct cloop_waiter {
+  cloop_waiter_fn fn; /* set by cloop_waiter_init */
+  void *arg;          /* yours */
+  /* the library's: */
+  cloop_waiter *next, *prev;
+  struct cloop__waitlist *list; /* the list w waits in, or NULL */
+  intptr_t item;                /* a waiting cloop_queue_put_cb's item */
+};
+
 typedef struct cloop__waitlist {
-  struct cloop__waiter *first, *last;
+  cloop_waiter *first, *last;
 } cloop__waitlist;
+
+void cloop_waiter_init(cloop_waiter *w, cloop_waiter_fn fn, void *arg);
+/* Takes w off the list it waits in: returns 1, and fn will not be called;
+   0 if w was not waiting (its fn has run, or it never waited). */
+int cloop_waiter_cancel(cloop_waiter *w);
 
 /* Event: a flag that tasks can wait for (asyncio.Event). */
 typedef struct cloop_event {
@@ -515,6 +545,7 @@ typedef struct cloop_event {
 
 void cloop_event_init(cloop_event *e);         /* starts clear */
 int cloop_event_wait(cloop_event *e);          /* in a task: until set */
+int cloop_event_wait_cb(cloop_event *e, cloop_waiter *w); /* 0 if set, or 1 */
 void cloop_event_set(cloop_event *e);          /* wakes all waiters, FIFO */
 void cloop_event_clear(cloop_event *e);        /* later waits park again */
 int cloop_event_is_set(const cloop_event *e);
@@ -522,14 +553,19 @@ int cloop_event_is_set(const cloop_event *e);
 /* Lock: mutual exclusion between tasks (asyncio.Lock), not reentrant.
    Releasing a lock that is not held, or that another task holds, aborts;
    so does acquiring it again in the task that holds it. A task that ends
-   while holding it leaves it held. */
+   while holding it leaves it held. A lock taken by a *_cb call, or by a
+   try call outside tasks, is held by "code outside tasks": any code
+   outside tasks may release it, and no task may. */
 typedef struct cloop_lock {
   cloop__waitlist waiters;
-  cloop_task *owner; /* NULL while free */
+  cloop_task *owner; /* the holding task; NULL if free or held outside tasks */
+  int held;
 } cloop_lock;
 
 void cloop_lock_init(cloop_lock *l);
 int cloop_lock_acquire(cloop_lock *l);         /* in a task */
+int cloop_lock_acquire_cb(cloop_lock *l, cloop_waiter *w); /* 0, or 1: waits */
+int cloop_lock_try_acquire(cloop_lock *l);     /* 0, or -EAGAIN if held */
 void cloop_lock_release(cloop_lock *l);        /* by the holder */
 int cloop_lock_locked(const cloop_lock *l);
 
@@ -543,6 +579,8 @@ typedef struct cloop_semaphore {
 
 void cloop_semaphore_init(cloop_semaphore *s, size_t value);
 int cloop_semaphore_acquire(cloop_semaphore *s); /* in a task */
+int cloop_semaphore_acquire_cb(cloop_semaphore *s, cloop_waiter *w); /* 0/1 */
+int cloop_semaphore_try_acquire(cloop_semaphore *s); /* 0, or -EAGAIN */
 void cloop_semaphore_release(cloop_semaphore *s);
 size_t cloop_semaphore_value(const cloop_semaphore *s);
 
@@ -555,8 +593,8 @@ size_t cloop_semaphore_value(const cloop_semaphore *s);
 typedef struct cloop_queue {
   intptr_t *buf;
   size_t cap, head, len;
-  size_t inflight;    /* items handed to getters that have not run yet */
-  size_t slot_grants; /* slots promised to putters that have not run yet */
+  size_t inflight;    /* items handed to getter tasks that have not run yet */
+  size_t slot_grants; /* slots promised to putter tasks that have not run yet */
   cloop__waitlist getters, putters;
 } cloop_queue;
 
@@ -570,6 +608,12 @@ int cloop_queue_get(cloop_queue *q, intptr_t *item);
 /* Without waiting: 0, or -EAGAIN when full (put) or empty (get). */
 int cloop_queue_try_put(cloop_queue *q, intptr_t item);
 int cloop_queue_try_get(cloop_queue *q, intptr_t *item);
+/* By callback: 0 if put at once, or 1: w waits with item, which the queue
+   takes when fn runs (value 0). A cancelled w put nothing. */
+int cloop_queue_put_cb(cloop_queue *q, intptr_t item, cloop_waiter *w);
+/* By callback: 0 with *item the oldest item, or 1: w waits, and fn gets
+   the item as value. */
+int cloop_queue_get_cb(cloop_queue *q, intptr_t *item, cloop_waiter *w);
 /* Items in the buffer now. */
 size_t cloop_queue_size(const cloop_queue *q);
 
