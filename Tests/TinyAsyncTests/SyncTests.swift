@@ -534,3 +534,52 @@ struct SyncTests {
     }
   }
 }
+
+/// Misuse of the primitives stops the program with a message (exit tests).
+@Suite("Sync primitives: misuse stops with a message")
+struct SyncMisuseTests {
+  static func releaseFreeLock() throws {
+    try EventLoop.run { Lock().release() }
+  }
+
+  static func releaseAFibersLockInAsyncCode() throws {
+    let loop = try EventLoop()
+    try loop.runUntilComplete {
+      let lock = Lock()
+      let fiber = loop.spawnFiber { try lock.acquire() }
+      try await fiber.value
+      lock.release()
+    }
+  }
+
+  static func fiberGetOutsideAFiber() throws {
+    let loop = try EventLoop()
+    let queue = Queue<Int>(capacity: 1, on: loop)
+    _ = try queue.get()
+  }
+
+  private static func stderr(_ result: ExitTest.Result?) -> String {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+  }
+
+  @Test func releasingAFreeLockStops() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try SyncMisuseTests.releaseFreeLock()
+    }
+    #expect(Self.stderr(result).contains("Lock.release(): the lock is not held"))
+  }
+
+  @Test func releasingAFibersLockInAsyncCodeStops() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try SyncMisuseTests.releaseAFibersLockInAsyncCode()
+    }
+    #expect(Self.stderr(result).contains("Lock.release() in async code, but a fiber holds the lock"))
+  }
+
+  @Test func fiberFormOutsideAFiberStops() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try SyncMisuseTests.fiberGetOutsideAFiber()
+    }
+    #expect(Self.stderr(result).contains("Queue.get() was called outside a fiber"))
+  }
+}
