@@ -40,11 +40,11 @@ extension Future {
   /// one outside a fiber stops the program with a message.
   @available(*, noasync, message: "in async code, use try await future.value")
   public func get() throws -> Value {
-    if let result = takeResult() { return try result.get() }
+    if isDone { return try takeValue() }
     loop.checkThread("Future.get")
     let cFuture = cFutureForFiber()
     try fiberCall("Future.get()") { cloop_await(cFuture, nil) }
-    return try takeResult()!.get()
+    return try takeValue()
   }
 }
 

@@ -26,11 +26,23 @@ import Logging
 public final class Future<Value> {
   /// The loop it belongs to.
   public let loop: EventLoop
-  private var result: Result<Value, any Error>?
+  // The outcome, kept without a type built from `Value`. Callers in other
+  // modules reach this generic code unspecialized, and there every use of
+  // a `Result<Value, _>` or `Optional<Value>` asks the runtime for that
+  // type's metadata: a hash lookup under a lock, about 300 instructions.
+  // With a `Result<Value, any Error>?` here, one create/complete/await
+  // round made 20 of them (40% of its instructions, callgrind). A state,
+  // an existential error and a pointer to the value need none; the cost is
+  // one small allocation for the value.
+  private var state = State.pending
+  private var error: (any Error)?
+  private var valueSlot: UnsafeMutablePointer<Value>?
   private var retrieved = false
   /// Waiting tasks, FIFO; the first inline so one waiter costs no array.
-  private var firstWaiter: FutureWait<Value>?
-  private var moreWaiters: [FutureWait<Value>] = []
+  /// (`FutureWait` is not generic either: it only learns that the future
+  /// completed, and its task then reads the outcome from here.)
+  private var firstWaiter: FutureWait?
+  private var moreWaiters: [FutureWait] = []
   /// Internal observers (spawn's bookkeeping, gather), run on completion.
   private var observers: [(Bool) -> Void] = []
   /// The C future fibers park on, made when the first fiber waits.
@@ -42,19 +54,25 @@ public final class Future<Value> {
     self.loop.checkThread("Future()")
   }
 
+  private enum State: UInt8 { case pending, succeeded, failed }
+
   deinit {
     if let cFuture { cFuture.deallocate() }
-    if case .failure(let error)? = result, !retrieved, !Self.isCancellation(error) {
+    if let valueSlot {
+      valueSlot.deinitialize(count: 1)
+      valueSlot.deallocate()
+    }
+    if let error, !retrieved, !Self.isCancellation(error) {
       logger.warning("Future<\(Value.self)> failed and its error was never retrieved: \(error)")
     }
   }
 
   /// `true` once completed (with a value, an error or a cancellation).
-  public var isDone: Bool { result != nil }
+  public var isDone: Bool { state != .pending }
 
   /// `true` if completed by ``cancel()``.
   public var isCancelled: Bool {
-    if case .failure(let error)? = result { return Self.isCancellation(error) }
+    if let error { return Self.isCancellation(error) }
     return false
   }
 
@@ -62,38 +80,53 @@ public final class Future<Value> {
   /// if it was already complete, e.g. cancelled first. Loop thread only.
   @discardableResult
   public func succeed(_ value: Value) -> Bool {
-    complete(.success(value))
+    loop.checkThread("Future completion")
+    guard state == .pending else { return false }
+    let slot = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+    slot.initialize(to: value)
+    valueSlot = slot
+    state = .succeeded
+    completed(ok: true)
+    return true
   }
 
   /// Completes the future with `error`; awaiting it throws `error`.
   @discardableResult
   public func fail(_ error: any Error) -> Bool {
-    complete(.failure(error))
+    loop.checkThread("Future completion")
+    guard state == .pending else { return false }
+    self.error = error
+    state = .failed
+    completed(ok: false)
+    return true
   }
 
   /// Completes the future as cancelled: awaiting it throws
   /// ``TinyAsyncError/cancelled``. Returns `false` if it was complete.
   @discardableResult
   public func cancel() -> Bool {
-    complete(.failure(TinyAsyncError.cancelled))
+    fail(TinyAsyncError.cancelled)
   }
 
   /// The value, once the future has one: waits (parking this task on the
   /// loop) until then. Throws the error it failed with,
   /// ``TinyAsyncError/cancelled`` if it (or the waiting task) was
   /// cancelled, ``TinyAsyncError/timedOut`` in an expired ``withTimeout(_:_:)``.
-  public var value: Value {
+  public nonisolated(nonsending) var value: Value {
     get async throws { try await get() }
   }
 
   /// The same as ``value``.
-  public func get() async throws -> Value {
-    if let result {
-      retrieved = true
-      return try result.get()
+  /// (`nonisolated(nonsending)`: no executor hop on the way in; see
+  /// `LoopWait.wait()`.)
+  public nonisolated(nonsending) func get() async throws -> Value {
+    if state == .pending {
+      loop.checkThread("Future.value")
+      // Returns once the future is complete; throws if the wait was
+      // interrupted first (cancellation, timeout).
+      try await FutureWait(future: self, loop: loop).wait().get()
     }
-    loop.checkThread("Future.value")
-    return try await FutureWait(future: self).wait().get()
+    return try takeValue()
   }
 
   // MARK: Internal
@@ -101,21 +134,47 @@ public final class Future<Value> {
   /// Runs `observer(succeeded)` when the future completes (at once if it
   /// has). Observers run before waiting tasks are woken.
   func whenComplete(_ observer: @escaping (Bool) -> Void) {
-    if let result {
-      observer(Self.succeeded(result))
+    if state != .pending {
+      observer(state == .succeeded)
     } else {
       observers.append(observer)
     }
   }
 
-  /// The outcome, once done; marks it retrieved.
+  /// The value, or throws the error, of a complete future; marks it
+  /// retrieved. (The fast path: no `Result<Value, _>`, see `state`.)
+  func takeValue() throws -> Value {
+    precondition(state != .pending, "Future: the outcome of a pending future was read")
+    retrieved = true
+    if let valueSlot { return valueSlot.pointee }
+    throw error!
+  }
+
+  /// The error of a complete future that failed, marked retrieved; nil if
+  /// it succeeded or is pending.
+  func takeError() -> (any Error)? {
+    if error != nil { retrieved = true }
+    return error
+  }
+
+  /// `true` once completed with an error or a cancellation.
+  var hasFailed: Bool { state == .failed }
+
+  /// The outcome, once done; marks it retrieved. (Makes a
+  /// `Result<Value, _>`: off the hot paths.)
   func takeResult() -> Result<Value, any Error>? {
-    if result != nil { retrieved = true }
-    return result
+    if state == .pending { return nil }
+    return Result { try takeValue() }
   }
 
   /// The outcome, without marking it retrieved.
-  var peekResult: Result<Value, any Error>? { result }
+  var peekResult: Result<Value, any Error>? {
+    switch state {
+    case .pending: nil
+    case .succeeded: .success(valueSlot!.pointee)
+    case .failed: .failure(error!)
+    }
+  }
 
   /// The C future a fiber parks on; completed together with this one.
   func cFutureForFiber() -> UnsafeMutablePointer<cloop_future> {
@@ -123,17 +182,16 @@ public final class Future<Value> {
     let f = UnsafeMutablePointer<cloop_future>.allocate(capacity: 1)
     f.initialize(to: cloop_future())
     cloop_future_init(f, loop.cLoop)
-    if result != nil { _ = cloop_future_set_result(f, 0) }
+    if state != .pending { _ = cloop_future_set_result(f, 0) }
     cFuture = f
     return f
   }
 
   /// Adds a waiting task, or finishes it at once if the future completed
   /// while it was on its way to park.
-  func addWaiter(_ wait: FutureWait<Value>) {
-    if let result {
-      retrieved = true
-      wait.finish(result)
+  func addWaiter(_ wait: FutureWait) {
+    if state != .pending {
+      wait.finish(.success(()))
     } else if firstWaiter == nil {
       firstWaiter = wait
     } else {
@@ -141,7 +199,7 @@ public final class Future<Value> {
     }
   }
 
-  func removeWaiter(_ wait: FutureWait<Value>) {
+  func removeWaiter(_ wait: FutureWait) {
     if firstWaiter === wait {
       firstWaiter = moreWaiters.isEmpty ? nil : moreWaiters.removeFirst()
     } else if let i = moreWaiters.firstIndex(where: { $0 === wait }) {
@@ -149,33 +207,24 @@ public final class Future<Value> {
     }
   }
 
-  private func complete(_ result: Result<Value, any Error>) -> Bool {
-    loop.checkThread("Future completion")
-    guard self.result == nil else { return false }
-    self.result = result
+  /// Just completed: wakes the C future's fibers, runs the observers,
+  /// then wakes the waiting tasks (each reads the outcome when it runs).
+  private func completed(ok: Bool) {
     if let cFuture { _ = cloop_future_set_result(cFuture, 0) }
     if !observers.isEmpty {
-      let ok = Self.succeeded(result)
       let observers = self.observers
       self.observers = []
       for observer in observers { observer(ok) }
     }
     if let first = firstWaiter {
       firstWaiter = nil
-      retrieved = true
-      first.finish(result)
+      first.finish(.success(()))
       if !moreWaiters.isEmpty {
         let more = moreWaiters
         moreWaiters = []
-        for wait in more { wait.finish(result) }
+        for wait in more { wait.finish(.success(())) }
       }
     }
-    return true
-  }
-
-  private static func succeeded(_ result: Result<Value, any Error>) -> Bool {
-    if case .success = result { return true }
-    return false
   }
 
   static func isCancellation(_ error: any Error) -> Bool {
@@ -186,13 +235,24 @@ public final class Future<Value> {
 @available(*, unavailable, message: "a Future belongs to its loop's thread")
 extension Future: Sendable {}
 
-/// A task waiting for a future's value.
-final class FutureWait<Value>: LoopWait<Value, any Error>, @unchecked Sendable {
-  unowned(unsafe) let future: Future<Value>
+/// What a ``FutureWait`` needs of its future, whatever its `Value` (a
+/// generic class would cost a metadata lookup per wait; see `Future.state`).
+protocol FutureWaiters: AnyObject {
+  func addWaiter(_ wait: FutureWait)
+  func removeWaiter(_ wait: FutureWait)
+}
 
-  init(future: Future<Value>) {
+extension Future: FutureWaiters {}
+
+/// A task waiting for a future to complete: it finishes with success once
+/// the future has an outcome (which the task then reads from the future),
+/// or fails when the wait is interrupted.
+final class FutureWait: LoopWait<Void, any Error>, @unchecked Sendable {
+  unowned(unsafe) let future: any FutureWaiters
+
+  init(future: any FutureWaiters, loop: EventLoop) {
     self.future = future
-    super.init(loop: future.loop)
+    super.init(loop: loop)
   }
 
   /// (`future` is alive: the waiting task holds it.)

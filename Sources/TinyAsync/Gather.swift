@@ -17,7 +17,7 @@
 /// are cancelled and awaited, then ``TinyAsyncError/cancelled`` (or
 /// ``TinyAsyncError/timedOut``) is thrown. Either way no task is left
 /// running, and no error goes unretrieved.
-public func gather<each Value>(
+public nonisolated(nonsending) func gather<each Value>(
   _ tasks: repeat TaskHandle<each Value>
 ) async throws -> (repeat each Value) {
   let loop = EventLoop.running(for: "gather")
@@ -30,7 +30,7 @@ public func gather<each Value>(
   var position = 0
   var failure: (any Error)?
   for task in repeat each tasks {
-    if case .failure(let error)? = task.state.future.takeResult(),
+    if let error = task.state.future.takeError(),
       failure == nil, !state.wasCancelledByGather(position)
     {
       failure = error
@@ -39,7 +39,7 @@ public func gather<each Value>(
   }
   if let failure { throw failure }
   if let interruption = state.interruption { throw interruption }
-  return (repeat try (each tasks).state.future.takeResult()!.get())
+  return (repeat try (each tasks).state.future.takeValue())
 }
 
 /// Waits for all the tasks of an array and returns their values in its
@@ -54,7 +54,7 @@ public func gather<each Value>(
 ///     let values = try await gather(tasks)  // [1, 2, ..., 100], after 100 ms
 /// }
 /// ```
-public func gather<Value>(_ tasks: [TaskHandle<Value>]) async throws -> [Value] {
+public nonisolated(nonsending) func gather<Value>(_ tasks: [TaskHandle<Value>]) async throws -> [Value] {
   let loop = EventLoop.running(for: "gather")
   let state = GatherState(loop: loop)
   for task in tasks {
@@ -65,7 +65,7 @@ public func gather<Value>(_ tasks: [TaskHandle<Value>]) async throws -> [Value] 
   // the first failure by position wins.
   var failure: (any Error)?
   for (position, task) in tasks.enumerated() {
-    if case .failure(let error)? = task.state.future.takeResult(),
+    if let error = task.state.future.takeError(),
       failure == nil, !state.wasCancelledByGather(position)
     {
       failure = error
@@ -73,7 +73,7 @@ public func gather<Value>(_ tasks: [TaskHandle<Value>]) async throws -> [Value] 
   }
   if let failure { throw failure }
   if let interruption = state.interruption { throw interruption }
-  return try tasks.map { try $0.state.future.peekResult!.get() }
+  return try tasks.map { try $0.state.future.takeValue() }
 }
 
 /// gather's bookkeeping: which tasks are done, and the one continuation.
@@ -102,7 +102,7 @@ final class GatherState {
     done.append(false)
     if future.isDone {
       done[position] = true
-      if case .failure? = future.peekResult { failed = true }
+      if future.hasFailed { failed = true }
       return
     }
     pending += 1
@@ -124,7 +124,7 @@ final class GatherState {
     cancelledByGather[position]
   }
 
-  func run() async throws {
+  nonisolated(nonsending) func run() async throws {
     if pending > 0 && !failed {
       let wait = GatherWait(loop: loop)
       phaseOne = wait

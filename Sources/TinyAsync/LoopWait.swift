@@ -53,7 +53,14 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
 
   /// Parks the calling task until the operation finishes or it is
   /// interrupted.
-  final func wait() async -> Result<Success, Failure> {
+  ///
+  /// `nonisolated(nonsending)`, as every async function of the front that
+  /// leads here: it runs on the caller's executor, the loop. A plain
+  /// nonisolated async function begins with a hop to the generic executor
+  /// (`swift_task_switch`), which for a task with an executor preference
+  /// looks the preference up under the task's status lock: about 250
+  /// instructions per call, and an await went through five of them.
+  nonisolated(nonsending) final func wait() async -> Result<Success, Failure> {
     let scope = TimeoutScope.current
     if let scope, scope.isExpired { return .failure(failure(for: .timedOut)) }
     let outcome: Outcome = await withTaskCancellationHandler {

@@ -21,7 +21,7 @@ internal import CLoop
 ///     print(EventLoop.current!.now - start)  // about 50 ms
 /// }
 /// ```
-public func sleep(for duration: Duration) async throws(TinyAsyncError) {
+public nonisolated(nonsending) func sleep(for duration: Duration) async throws(TinyAsyncError) {
   let loop = EventLoop.running(for: "sleep(for:)")
   try await SleepWait(loop: loop, delay: duration.saturatingNanoseconds).wait().get()
 }

@@ -37,7 +37,7 @@ public final class TaskHandle<Value> {
   /// threw (``TinyAsyncError/cancelled`` if it was cancelled and stopped),
   /// or, if the waiting task is cancelled first, ``TinyAsyncError/cancelled``
   /// (the awaited task keeps running).
-  public var value: Value {
+  public nonisolated(nonsending) var value: Value {
     get async throws { try await state.future.get() }
   }
 
@@ -123,23 +123,29 @@ extension EventLoop {
     // itself. Swift cannot see that, hence the unchecked box.
     let body = LoopThreadOnly(body)
     state.task = Task(name: name, executorPreference: self) {
-      let result: Result<Value, any Error>
+      // No `Result<Value, _>` here: unspecialized (the caller's `Value`
+      // is another module's), each one costs a runtime metadata lookup.
       do {
+        let value: Value
         if clearScope {
-          result = .success(try await TimeoutScope.$current.withValue(nil) { try await body.value() })
+          value = try await TimeoutScope.$current.withValue(nil) { try await body.value() }
         } else {
-          result = .success(try await body.value())
+          value = try await body.value()
         }
+        loop.spawnedTaskEnded(state)
+        state.future.succeed(value)
       } catch {
-        result = .failure(error)
-      }
-      loop.unlinkSpawned(state)
-      cloop_unref(loop.cLoop)
-      switch result {
-      case .success(let value): state.future.succeed(value)
-      case .failure(let error): state.future.fail(error)
+        loop.spawnedTaskEnded(state)
+        state.future.fail(error)
       }
     }
     return TaskHandle(state: state)
+  }
+
+  /// A spawned task has returned or thrown: it no longer keeps the loop
+  /// running (its future is completed right after).
+  fileprivate func spawnedTaskEnded(_ state: SpawnedNode) {
+    unlinkSpawned(state)
+    cloop_unref(cLoop)
   }
 }
