@@ -43,8 +43,11 @@ public final class Future<Value> {
   /// completed, and its task then reads the outcome from here.)
   private var firstWaiter: FutureWait?
   private var moreWaiters: [FutureWait] = []
-  /// Internal observers (spawn's bookkeeping, gather), run on completion.
-  private var observers: [(Bool) -> Void] = []
+  /// Internal observers (gather, fibers' bookkeeping), run on completion;
+  /// the first inline, as most futures have one at most (an array would
+  /// be one more allocation per gathered task).
+  private var firstObserver: ((Bool) -> Void)?
+  private var moreObservers: [(Bool) -> Void] = []
   /// The C future fibers park on, made when the first fiber waits.
   private var cFuture: UnsafeMutablePointer<cloop_future>?
 
@@ -137,7 +140,11 @@ public final class Future<Value> {
     if state != .pending {
       observer(state == .succeeded)
     } else {
-      observers.append(observer)
+      if firstObserver == nil {
+        firstObserver = observer
+      } else {
+        moreObservers.append(observer)
+      }
     }
   }
 
@@ -211,10 +218,13 @@ public final class Future<Value> {
   /// then wakes the waiting tasks (each reads the outcome when it runs).
   private func completed(ok: Bool) {
     if let cFuture { _ = cloop_future_set_result(cFuture, 0) }
-    if !observers.isEmpty {
-      let observers = self.observers
-      self.observers = []
-      for observer in observers { observer(ok) }
+    if let first = firstObserver.take() {
+      first(ok)
+      if !moreObservers.isEmpty {
+        let more = moreObservers
+        moreObservers = []
+        for observer in more { observer(ok) }
+      }
     }
     if let first = firstWaiter {
       firstWaiter = nil

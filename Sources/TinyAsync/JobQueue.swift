@@ -19,6 +19,8 @@ final class JobQueue {
   private var capacity = 64  // a power of two
   private var head = 0
   private var count = 0
+  /// Tasks parked in `sleep(for: .zero)`, resumed at the next drain.
+  private var yielders: [UnsafeContinuation<Void, Never>] = []
   let handle: UnsafeMutablePointer<cloop_handle>
   private let cLoop: OpaquePointer
   /// Set right after the owning `EventLoop` is initialized.
@@ -38,13 +40,22 @@ final class JobQueue {
     handle.deallocate()
   }
 
-  var isEmpty: Bool { count == 0 }
+  var isEmpty: Bool { count == 0 && yielders.isEmpty }
 
   @inline(__always)
   func push(_ job: UnownedJob) {
     if count == capacity { grow() }
     (jobs + ((head + count) & (capacity - 1))).initialize(to: job)
     count += 1
+    if cloop_handle_queued(handle) == 0 { cloop_call_soon(cLoop, handle) }
+  }
+
+  /// Parks a task until the next iteration (`sleep(for: .zero)`): its
+  /// continuation is resumed at the start of the next drain, so its job
+  /// joins the batch there behind the jobs queued before it -- where the
+  /// job of a zero timer firing would be, without the timer.
+  func yield(_ continuation: UnsafeContinuation<Void, Never>) {
+    yielders.append(continuation)
     if cloop_handle_queued(handle) == 0 { cloop_call_soon(cLoop, handle) }
   }
 
@@ -61,6 +72,11 @@ final class JobQueue {
 
   /// Runs the batch queued when it starts (the C handle's callback).
   fileprivate func drain() {
+    if !yielders.isEmpty {
+      // Each resume enqueues the task's job (`push`), not a yielder.
+      for continuation in yielders { continuation.resume() }
+      yielders.removeAll(keepingCapacity: true)
+    }
     let taskExecutor = owner.asUnownedTaskExecutor()
     var n = count
     while n > 0 {

@@ -23,7 +23,34 @@ internal import CLoop
 /// ```
 public nonisolated(nonsending) func sleep(for duration: Duration) async throws(TinyAsyncError) {
   let loop = EventLoop.running(for: "sleep(for:)")
+  // As in the fiber form: `.zero` and `<=` are calls into libswiftCore.
+  if duration._high < 0 || (duration._high == 0 && duration._low == 0) {
+    try await yieldToLoop(loop)
+    return
+  }
   try await SleepWait(loop: loop, delay: duration.saturatingNanoseconds).wait().get()
+}
+
+/// sleep(for: .zero): the task parks in the loop's job queue and resumes
+/// in the next iteration, after what is already queued, the poll and the
+/// due timers, as with a zero timer. Without the timer (an allocation, a
+/// heap push and pop), the wait object and the cancellation handler (two
+/// trips through the task's status lock) a spawn-and-yield costs half.
+/// Nothing interrupts the yield in flight, so the cancellation and the
+/// timeout it would have seen are checked on the way out, and it throws
+/// as an interrupted sleep does.
+private nonisolated(nonsending) func yieldToLoop(_ loop: EventLoop) async throws(TinyAsyncError) {
+  try checkInterruption()
+  await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+    loop.jobQueue.yield(continuation)
+  }
+  try checkInterruption()
+}
+
+/// Throws what a wait starting now would: cancelled, or timed out.
+private func checkInterruption() throws(TinyAsyncError) {
+  if Task.isCancelled { throw .cancelled }
+  if let scope = TimeoutScope.current, scope.isExpired { throw .timedOut }
 }
 
 /// A task asleep: one timer on the loop's heap.

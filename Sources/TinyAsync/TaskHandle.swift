@@ -67,13 +67,19 @@ class SpawnedNode: @unchecked Sendable {
 
 final class SpawnedTask<Value>: SpawnedNode, @unchecked Sendable {
   let future: Future<Value>
-  let name: String
+  private let givenName: String?
+  private let number: Int
   var task: Task<Void, Never>?
 
-  init(loop: EventLoop, name: String) {
+  init(loop: EventLoop, name: String?, number: Int) {
     future = Future(on: loop)
-    self.name = name
+    givenName = name
+    self.number = number
   }
+
+  /// Made when asked for: formatting `task-N` at every spawn cost more
+  /// than the rest of the spawn's own bookkeeping.
+  var name: String { givenName ?? "task-\(number)" }
 
   override func cancel() {
     task?.cancel()
@@ -111,7 +117,7 @@ extension EventLoop {
       preconditionFailure("EventLoop.spawn: the closure is isolated to \(type(of: actor)) (written in top-level code or in that actor's code), not to the loop; spawn from async code running on the loop, e.g. inside EventLoop.run { ... }")
     }
     spawnCount += 1
-    let state = SpawnedTask<Value>(loop: self, name: name ?? "task-\(spawnCount)")
+    let state = SpawnedTask<Value>(loop: self, name: name, number: spawnCount)
     linkSpawned(state)
     cloop_ref(cLoop)
     let loop = self
