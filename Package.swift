@@ -53,6 +53,12 @@ let package = Package(
       path: "examples/echo-swift",
       exclude: ["test_echo.py"]
     ),
+    .executableTarget(
+      name: "tinyasync-http-hello",
+      dependencies: ["TinyAsync"],
+      path: "examples/http-hello",
+      exclude: ["test_http.py"]
+    ),
     // The Swift side of ../shared/peers/WORKLOADS.md, run by bench/project-bench.
     .executableTarget(
       name: "tinyasync-bench",

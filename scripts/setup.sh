@@ -11,6 +11,7 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v cc >/dev/null && command -v make >/dev/null || missing+=(build-essential)
 pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev)
+command -v python3 >/dev/null || missing+=(python3)  # the examples' smoke tests
 
 apt_install setup "${missing[@]}"
 command -v swift >/dev/null || {
