@@ -1,4 +1,4 @@
-/// A fiber started with ``EventLoop/spawnFiber(name:_:)``: wait for its
+/// A fiber started with ``EventLoop/spawnFiber(name:stack:_:)``: wait for its
 /// result, ``cancel()`` it, read its ``name``.
 ///
 /// In another fiber, ``get()`` parks that fiber until this one ends;
@@ -13,7 +13,7 @@
 /// A fiber is not a Swift task: it cannot `await` (Swift async code runs in
 /// tasks, which can wait for a fiber through ``value``), and `@TaskLocal`
 /// values do not cross into it or between fibers (see
-/// ``EventLoop/spawnFiber(name:_:)``). The handle belongs to its loop's
+/// ``EventLoop/spawnFiber(name:stack:_:)``). The handle belongs to its loop's
 /// thread.
 ///
 /// ```swift

@@ -10,11 +10,18 @@ let defaultN = ["callbacks": 5_000_000, "switch": 10_000_000, "future": 1_000_00
 
 let workloads: [String: [String: @Sendable (Int) throws -> Void]] = [
   "async": ["callbacks": callbacks, "future": futureAsync, "spawn": spawnAsync, "sleepers": sleepersAsync],
-  "fiber": ["switch": switchFiber, "future": futureFiber, "spawn": spawnFiber, "sleepers": sleepersFiber],
+  "fiber": ["switch": switchFiber, "future": futureFiber, "spawn": { try spawnFiber(n: $0) }, "sleepers": { try sleepersFiber(n: $0) }],
+  // The fibers of spawn and sleepers on the loop's shared stack (the main
+  // fiber keeps a private one), as C's cloop-shared.
+  "fiber-shared": ["spawn": { try spawnFiber(n: $0, stack: .shared) }, "sleepers": { try sleepersFiber(n: $0, stack: .shared) }],
 ]
 
 let asyncImpl = "tinyasync-async"
 let fiberImpl = "tinyasync-fiber"
+
+func fiberImpl(_ stack: FiberStack) -> String {
+  stack == .shared ? "tinyasync-fiber-shared" : fiberImpl
+}
 
 // MARK: async front
 
@@ -134,27 +141,27 @@ func futureFiber(n: Int) throws {
   report("future", fiberImpl, n, Double(wall) / Double(n), "ns/op")
 }
 
-/// The spawn workload with fibers, from a main fiber.
-func spawnFiber(n: Int) throws {
+/// The spawn workload with fibers on `stack`, from a main fiber.
+func spawnFiber(n: Int, stack: FiberStack = .private) throws {
   let loop = try EventLoop()
   let (wall, sum) = try loop.runFiber {
     let start = nowNs()
     var handles: [FiberHandle<Int>] = []
     handles.reserveCapacity(n)
     for i in 0..<n {
-      handles.append(loop.spawnFiber { try sleep(for: .zero); return i })
+      handles.append(loop.spawnFiber(stack: stack) { try sleep(for: .zero); return i })
     }
     var sum = 0
     for handle in handles { sum += try handle.get() }
     return (nowNs() - start, sum)
   }
   check(sum == n * (n - 1) / 2, "the fibers' results add up to \(sum), expected \(n * (n - 1) / 2)")
-  report("spawn", fiberImpl, n, Double(wall) / Double(n), "ns/op")
-  report("spawn", fiberImpl, n, peakRSSMiB(), "MiB")
+  report("spawn", fiberImpl(stack), n, Double(wall) / Double(n), "ns/op")
+  report("spawn", fiberImpl(stack), n, peakRSSMiB(), "MiB")
 }
 
-/// The sleepers workload with fibers.
-func sleepersFiber(n: Int) throws {
+/// The sleepers workload with fibers on `stack`.
+func sleepersFiber(n: Int, stack: FiberStack = .private) throws {
   let delays = sleeperDelays(n)
   let loop = try EventLoop()
   let wall = try loop.runFiber {
@@ -162,13 +169,13 @@ func sleepersFiber(n: Int) throws {
     var handles: [FiberHandle<Void>] = []
     handles.reserveCapacity(n)
     for delay in delays {
-      handles.append(loop.spawnFiber { try sleep(for: delay) })
+      handles.append(loop.spawnFiber(stack: stack) { try sleep(for: delay) })
     }
     for handle in handles { try handle.get() }
     return nowNs() - start
   }
-  report("sleepers", fiberImpl, n, Double(wall) / 1e6, "ms")
-  report("sleepers", fiberImpl, n, peakRSSMiB(), "MiB")
+  report("sleepers", fiberImpl(stack), n, Double(wall) / 1e6, "ms")
+  report("sleepers", fiberImpl(stack), n, peakRSSMiB(), "MiB")
 }
 
 // MARK: Helpers
@@ -223,7 +230,12 @@ func fail(_ message: String) -> Never {
 }
 
 func usage() -> Never {
-  let line = "usage: tinyasync-bench callbacks|future|spawn|sleepers --impl async\n       tinyasync-bench switch|future|spawn|sleepers --impl fiber   [--n N]\n"
+  let line = """
+    usage: tinyasync-bench callbacks|future|spawn|sleepers --impl async
+           tinyasync-bench switch|future|spawn|sleepers --impl fiber          [--n N]
+           tinyasync-bench spawn|sleepers --impl fiber-shared
+
+    """
   _ = line.withCString { write(2, $0, strlen($0)) }
   exit(2)
 }

@@ -1,10 +1,12 @@
 // tinyasync-bench: the Swift side of ../../../shared/peers/WORKLOADS.md,
 // run by bench/project-bench (which builds it in release).
 //
-//   tinyasync-bench WORKLOAD --impl async|fiber [--n N]
+//   tinyasync-bench WORKLOAD --impl async|fiber|fiber-shared [--n N]
 //
 // async (impl tinyasync-async): callbacks, future, spawn, sleepers.
 // fiber (impl tinyasync-fiber): switch, future, spawn, sleepers.
+// fiber-shared (impl tinyasync-fiber-shared): spawn, sleepers, their
+// fibers on the loop's shared stack (FiberStack.shared).
 // Each run prints its RESULT lines on stdout; one impl per process, so that
 // peak RSS (MiB) is that impl's alone. A failed check exits 1.
 // (Workloads.swift holds the code: globals here are main-actor isolated.)
