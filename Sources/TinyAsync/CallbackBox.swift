@@ -17,15 +17,15 @@ final class CallbackBox {
   }
 
   /// The closure, until it runs or is cancelled.
-  var body: (() -> Void)?
+  @exclusivity(unchecked) var body: (() -> Void)?
   let node: Node
   /// Valid while `isLinked`: the loop's `deinit` unlinks every box first.
   unowned(unsafe) let loop: EventLoop
 
   // The loop's list of live boxes (intrusive, doubly linked, O(1) both ways).
-  var next: CallbackBox?
-  unowned(unsafe) var prev: CallbackBox?
-  var isLinked = false
+  @exclusivity(unchecked) var next: CallbackBox?
+  @exclusivity(unchecked) unowned(unsafe) var prev: CallbackBox?
+  @exclusivity(unchecked) var isLinked = false
 
   /// A box for `callSoon`; `isTimer` makes one for `callLater`.
   init(loop: EventLoop, isTimer: Bool, body: @escaping () -> Void) {
@@ -86,4 +86,7 @@ private let callbackBoxFired: cloop_fn = { arg in
   // drops the list's reference.
   let box = Unmanaged<CallbackBox>.fromOpaque(arg!).takeUnretainedValue()
   box.fire()
+  // A callSoon box is nobody else's once it has run: keep it for the next
+  // callSoon. (A timer's box may still be held by its TimerHandle.)
+  if case .handle = box.node { box.loop.recycle(box) }
 }

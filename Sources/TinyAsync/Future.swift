@@ -34,22 +34,22 @@ public final class Future<Value> {
   // round made 20 of them (40% of its instructions, callgrind). A state,
   // an existential error and a pointer to the value need none; the cost is
   // one small allocation for the value.
-  private var state = State.pending
-  private var error: (any Error)?
-  private var valueSlot: UnsafeMutablePointer<Value>?
-  private var retrieved = false
+  @exclusivity(unchecked) private var state = State.pending
+  @exclusivity(unchecked) private var error: (any Error)?
+  @exclusivity(unchecked) private var valueSlot: UnsafeMutablePointer<Value>?
+  @exclusivity(unchecked) private var retrieved = false
   /// Waiting tasks, FIFO; the first inline so one waiter costs no array.
   /// (`FutureWait` is not generic either: it only learns that the future
   /// completed, and its task then reads the outcome from here.)
-  private var firstWaiter: FutureWait?
-  private var moreWaiters: [FutureWait] = []
+  @exclusivity(unchecked) private var firstWaiter: FutureWait?
+  @exclusivity(unchecked) private var moreWaiters: [FutureWait] = []
   /// Internal observers (gather, fibers' bookkeeping), run on completion;
   /// the first inline, as most futures have one at most (an array would
   /// be one more allocation per gathered task).
-  private var firstObserver: ((Bool) -> Void)?
-  private var moreObservers: [(Bool) -> Void] = []
+  @exclusivity(unchecked) private var firstObserver: ((Bool) -> Void)?
+  @exclusivity(unchecked) private var moreObservers: [(Bool) -> Void] = []
   /// The C future fibers park on, made when the first fiber waits.
-  private var cFuture: UnsafeMutablePointer<cloop_future>?
+  @exclusivity(unchecked) private var cFuture: UnsafeMutablePointer<cloop_future>?
 
   /// A pending future of `loop` (default: the loop running on this thread).
   public init(on loop: EventLoop? = nil) {

@@ -15,12 +15,12 @@ internal import CLoop
 /// for the next iteration, behind timers and I/O, as asyncio's call_soon
 /// does. Loop thread only.
 final class JobQueue {
-  private var jobs: UnsafeMutablePointer<UnownedJob>
-  private var capacity = 64  // a power of two
-  private var head = 0
-  private var count = 0
+  @exclusivity(unchecked) private var jobs: UnsafeMutablePointer<UnownedJob>
+  @exclusivity(unchecked) private var capacity = 64  // a power of two
+  @exclusivity(unchecked) private var head = 0
+  @exclusivity(unchecked) private var count = 0
   /// Tasks parked in `sleep(for: .zero)`, resumed at the next drain.
-  private var yielders: [UnsafeContinuation<Void, Never>] = []
+  @exclusivity(unchecked) private var yielders: [UnsafeContinuation<Void, Never>] = []
   let handle: UnsafeMutablePointer<cloop_handle>
   private let cLoop: OpaquePointer
   /// Set right after the owning `EventLoop` is initialized.

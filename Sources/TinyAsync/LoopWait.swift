@@ -4,8 +4,8 @@ internal import CLoop
 /// linked into the scope's list (intrusive: waiting allocates no node).
 /// Loop thread only.
 class Interruptible: @unchecked Sendable {
-  var scopeNext: Interruptible?
-  unowned(unsafe) var scopePrev: Interruptible?
+  @exclusivity(unchecked) var scopeNext: Interruptible?
+  @exclusivity(unchecked) unowned(unsafe) var scopePrev: Interruptible?
   func interrupt(_ error: TinyAsyncError) { fatalError("abstract") }
 }
 
@@ -27,15 +27,15 @@ class Interruptible: @unchecked Sendable {
 /// touches the object only on the loop's thread (it hops there first).
 class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
   let loop: EventLoop
-  private var continuation: UnsafeContinuation<Outcome, Never>?
+  @exclusivity(unchecked) private var continuation: UnsafeContinuation<Outcome, Never>?
   /// An outcome that came before the task parked (and so before
   /// ``start()``): an interruption, since cancellation handlers run at once
   /// in an already-cancelled task, or the finish of a wait that others can
   /// reach before it parks (gather's).
-  private var early: Result<Success, Failure>?
+  @exclusivity(unchecked) private var early: Result<Success, Failure>?
   /// Set once the outcome is handed over; later completions are ignored.
-  private var isOver = false
-  private var scope: TimeoutScope?
+  @exclusivity(unchecked) private var isOver = false
+  @exclusivity(unchecked) private var scope: TimeoutScope?
 
   init(loop: EventLoop) {
     self.loop = loop

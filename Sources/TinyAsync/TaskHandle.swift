@@ -60,8 +60,8 @@ extension TaskHandle: Sendable {}
 /// of it is touched on the loop's thread, except `task.cancel()`, which is
 /// thread-safe.
 class SpawnedNode: @unchecked Sendable {
-  var next: SpawnedNode?
-  unowned(unsafe) var prev: SpawnedNode?
+  @exclusivity(unchecked) var next: SpawnedNode?
+  @exclusivity(unchecked) unowned(unsafe) var prev: SpawnedNode?
   func cancel() {}
 }
 
@@ -69,7 +69,7 @@ final class SpawnedTask<Value>: SpawnedNode, @unchecked Sendable {
   let future: Future<Value>
   private let givenName: String?
   private let number: Int
-  var task: Task<Void, Never>?
+  @exclusivity(unchecked) var task: Task<Void, Never>?
 
   init(loop: EventLoop, name: String?, number: Int) {
     future = Future(on: loop)

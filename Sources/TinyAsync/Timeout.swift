@@ -12,10 +12,10 @@ final class TimeoutScope: @unchecked Sendable {
   @TaskLocal static var current: TimeoutScope?
 
   let outer: TimeoutScope?
-  private var expired = false
-  private var waiters: Interruptible?
+  @exclusivity(unchecked) private var expired = false
+  @exclusivity(unchecked) private var waiters: Interruptible?
   /// Scopes entered inside this one and not left yet (usually none).
-  private var inner: [TimeoutScope] = []
+  @exclusivity(unchecked) private var inner: [TimeoutScope] = []
 
   init(outer: TimeoutScope?) {
     self.outer = outer
