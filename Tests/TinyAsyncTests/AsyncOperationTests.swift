@@ -112,6 +112,87 @@ struct AsyncOperationTests {
     }
   }
 
+  /// Every way a task on the loop can be cancelled wakes the wait it is
+  /// parked in: from another thread (the handler hops to the loop), from
+  /// the loop through a handle (an async let child with it), a plain Swift
+  /// task, a flag set between two waits, runUntilComplete's main task.
+  @Test(arguments: backends)
+  func cancellationReachesTheParkedWaitFromEveryDirection(_ backend: EventLoop.Backend) throws {
+    final class TaskBox: @unchecked Sendable { var task: UnsafeCurrentTask? }
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      // From another thread, while the spawned task is parked in a sleep.
+      let box = TaskBox()
+      let parked = loop.spawn { () async throws -> Int in
+        withUnsafeCurrentTask { box.task = $0 }
+        try await sleep(for: .seconds(10))
+        return 1
+      }
+      try await sleep(for: .milliseconds(5))
+      let thread = startThread { box.task!.cancel() }
+      await #expect(throws: TinyAsyncError.cancelled) { try await parked.value }
+      joinThread(thread)
+
+      // From the loop thread, through the handle; the task's async let
+      // child (its waits have their own handler) is cancelled with it.
+      let childSaw = SharedLog<TinyAsyncError>()
+      let parent = loop.spawn { () async throws -> Int in
+        async let child: Void = {
+          do { try await sleep(for: .seconds(10)) } catch let e as TinyAsyncError { childSaw.append(e) }
+        }()
+        try await sleep(for: .seconds(10))
+        try await child
+        return 2
+      }
+      try await sleep(for: .milliseconds(5))
+      parent.cancel()
+      await #expect(throws: TinyAsyncError.cancelled) { try await parent.value }
+      #expect(childSaw.all == [.cancelled])
+
+      // A plain Swift task with the loop as its executor preference.
+      let plain = Task(executorPreference: loop) { () async throws -> Int in
+        try await sleep(for: .seconds(10))
+        return 3
+      }
+      try await sleep(for: .milliseconds(5))
+      plain.cancel()
+      await #expect(throws: TinyAsyncError.cancelled) { try await plain.value }
+
+      // A task cancelled after one wait and before the next: the next throws,
+      // and the one after it too (the flag stays set).
+      let twice = loop.spawn { () async throws -> Int in
+        try await sleep(for: .milliseconds(1))
+        withUnsafeCurrentTask { $0?.cancel() }
+        var throwsSeen = 0
+        for _ in 0..<2 {
+          do { try await sleep(for: .seconds(10)) } catch TinyAsyncError.cancelled { throwsSeen += 1 }
+        }
+        return throwsSeen
+      }
+      #expect(try await twice.value == 2)
+    }
+    // The main task itself, parked, cancelled from another thread.
+    let box = TaskBox()
+    let loop2 = try makeLoop(backend)
+    let caught = try loop2.runUntilComplete { () async -> TinyAsyncError? in
+      withUnsafeCurrentTask { box.task = $0 }
+      let thread = startThread {
+        usleep(5000)
+        box.task!.cancel()
+      }
+      defer { joinThread(thread) }
+      do {
+        try await sleep(for: .seconds(10))
+        return nil
+      } catch let e as TinyAsyncError {
+        return e
+      } catch {
+        return nil
+      }
+    }
+    #expect(caught == .cancelled)
+  }
+
   @Test(arguments: backends)
   func swiftTaskCancellationCancelsTheLoopWait(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
