@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the SwiftPM debug build and `swift test`; the Swift
+# Runs every test: the SwiftPM debug build and `swift test`, and again in
+# release; the Swift
 # examples' smoke tests (the demo, tinyasync-echo, tinyasync-http-hello, on
 # both backends); the CMake build and its C tests (ctest, with the C
 # examples' smoke tests); the C tests again under ASan+UBSan.
@@ -15,6 +16,11 @@ step() { printf '\n== %s\n' "$*"; }
 step "SwiftPM: build and swift test"
 swift build
 swift test
+
+step "SwiftPM release build: swift test -c release"
+# The optimizer ends lifetimes at last use and drops precondition messages:
+# bugs of that kind show only here.
+swift test -c release
 
 step "Swift examples: the demo and the servers' smoke tests, both backends"
 bin=$(swift build --show-bin-path)

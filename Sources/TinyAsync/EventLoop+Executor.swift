@@ -25,7 +25,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
       jobQueue.push(job)
     } else {
       let accepted = threadSafeHandle.queue.enqueue(.job(job))
-      precondition(accepted, "a Swift job was enqueued on an EventLoop that is gone")
+      ensure(accepted, "a Swift job was enqueued on an EventLoop that is gone")
     }
   }
 
@@ -42,7 +42,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
   /// Makes `assumeIsolated` and `preconditionIsolated` work on the loop's
   /// thread: the loop's one thread is its isolation.
   public func checkIsolated() {
-    precondition(isOnLoopThread, "not on the EventLoop's thread")
+    ensure(isOnLoopThread, "not on the EventLoop's thread")
   }
 
   /// One loop is one thread: the same context only as the same loop.

@@ -93,7 +93,7 @@ public final class EventLoop {
     let drainInFlight = threadSafeQueue.close()
     // 2. Cancel every scheduled closure: it is released, never run.
     while let box = liveHead { box.cancel() }
-    precondition(jobQueue.isEmpty, "EventLoop freed with Swift jobs not yet run")
+    ensure(jobQueue.isEmpty, "EventLoop freed with Swift jobs not yet run")
     _ = cloop_handle_cancel(cLoop, jobQueue.handle)
     // 3. A wake-up handle already handed to C must come through before the
     //    loop is freed; with nothing else scheduled this runs nothing else.
@@ -146,7 +146,7 @@ public final class EventLoop {
 
   /// Drops a reference taken with ``ref()``.
   public func unref() {
-    precondition(refCount > 0, "EventLoop.unref() without a matching ref()")
+    ensure(refCount > 0, "EventLoop.unref() without a matching ref()")
     refCount -= 1
     cloop_unref(cLoop)
   }
@@ -184,7 +184,7 @@ public final class EventLoop {
     } else {
       box = CallbackBox(loop: self, isTimer: false, body: body)
     }
-    guard case .handle(let handle) = box.node else { preconditionFailure() }
+    guard case .handle(let handle) = box.node else { misuse("internal error: unexpected node kind") }
     cloop_call_soon(cLoop, handle)
     link(box)
   }
@@ -196,10 +196,10 @@ public final class EventLoop {
   @discardableResult
   public func callLater(_ delay: Duration, _ body: @escaping () -> Void) -> TimerHandle {
     let box = CallbackBox(loop: self, isTimer: true, body: body)
-    guard case .timer(let timer) = box.node else { preconditionFailure() }
+    guard case .timer(let timer) = box.node else { misuse("internal error: unexpected node kind") }
     let rc = cloop_call_later(cLoop, timer, delay.saturatingNanoseconds)
     // The only failure is -ENOMEM growing the heap; Swift traps on OOM too.
-    precondition(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
+    ensure(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
     link(box)
     return TimerHandle(box: box)
   }
@@ -263,7 +263,7 @@ public final class EventLoop {
   }
 
   func unlink(_ box: CallbackBox) {
-    precondition(box.isLinked)
+    ensure(box.isLinked, "internal error: unlinking a CallbackBox that is not linked")
     box.isLinked = false
     box.next?.prev = box.prev
     if let prev = box.prev {
@@ -294,13 +294,13 @@ extension EventLoop {
   /// ``current``, or a stop naming `operation` when no loop runs here.
   static func running(for operation: StaticString) -> EventLoop {
     guard let loop = current else {
-      preconditionFailure("\(operation) needs a running EventLoop on this thread (call it from code started by EventLoop.run / runUntilComplete / spawn, or a fiber)")
+      misuse("\(operation) needs a running EventLoop on this thread (call it from code started by EventLoop.run / runUntilComplete / spawn, or a fiber)")
     }
     return loop
   }
 
   @inline(__always)
   func checkThread(_ operation: StaticString) {
-    precondition(isOnLoopThread, "\(operation): an EventLoop is used from a thread that does not own it (use threadSafeHandle)")
+    ensure(isOnLoopThread, "\(operation): an EventLoop is used from a thread that does not own it (use threadSafeHandle)")
   }
 }

@@ -41,7 +41,7 @@ extension EventLoop {
       switch backend {
       case CLOOP_BACKEND_EPOLL: self = .epoll
       case CLOOP_BACKEND_URING: self = .ioUring
-      default: preconditionFailure("cloop_loop_backend returned \(backend.rawValue), not epoll or io_uring")
+      default: misuse("cloop_loop_backend returned \(backend.rawValue), not epoll or io_uring")
       }
     }
   }

@@ -33,7 +33,7 @@ private func swiftExitThreadLocalContext(_ state: UnsafeMutableRawPointer)
 private let fiberKey: pthread_key_t = {
   var key = pthread_key_t()
   let rc = pthread_key_create(&key, nil)
-  precondition(rc == 0, "pthread_key_create: \(rc)")
+  ensure(rc == 0, "pthread_key_create: \(rc)")
   return key
 }()
 
@@ -296,7 +296,7 @@ extension EventLoop {
     }
     // The only failure is -ENOMEM (a task record or a stack); Swift traps
     // on running out of memory too.
-    precondition(rc == 0, "EventLoop.spawnFiber: cloop_spawn_ex: \(TinyAsyncError(code: rc))")
+    ensure(rc == 0, "EventLoop.spawnFiber: cloop_spawn_ex: \(TinyAsyncError(code: rc))")
     state.cTask = task
     linkSpawned(state)
     cloop_ref(cLoop)  // it may wait for another thread (FutureCompleter)

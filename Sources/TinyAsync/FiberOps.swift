@@ -227,7 +227,7 @@ public func withTimeout<Value>(
   var deadline = cloop_deadline()
   return try withUnsafeMutablePointer(to: &deadline) { scope in
     let rc = cloop_deadline_enter(scope, timeout.saturatingNanoseconds)
-    precondition(rc == 0, "cloop_deadline_enter: \(TinyAsyncError(code: rc))")  // -ENOMEM only
+    ensure(rc == 0, "cloop_deadline_enter: \(TinyAsyncError(code: rc))")  // -ENOMEM only
     let result = Result { try body() }
     _ = cloop_deadline_exit(scope)
     return try result.get()

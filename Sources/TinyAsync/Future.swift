@@ -151,7 +151,7 @@ public final class Future<Value> {
   /// The value, or throws the error, of a complete future; marks it
   /// retrieved. (The fast path: no `Result<Value, _>`, see `state`.)
   func takeValue() throws -> Value {
-    precondition(state != .pending, "Future: the outcome of a pending future was read")
+    ensure(state != .pending, "Future: the outcome of a pending future was read")
     retrieved = true
     if let valueSlot { return valueSlot.pointee }
     throw error!

@@ -35,7 +35,7 @@ final class JobQueue {
   }
 
   deinit {
-    precondition(count == 0, "EventLoop freed with \(count) Swift jobs not yet run")
+    ensure(count == 0, "EventLoop freed with \(count) Swift jobs not yet run")
     jobs.deallocate()
     handle.deallocate()
   }

@@ -49,7 +49,7 @@ public final class Lock {
   }
 
   deinit {
-    precondition(cLock.pointee.waiters.first == nil, "a Lock went away while tasks wait on it")
+    ensure(cLock.pointee.waiters.first == nil, "a Lock went away while tasks wait on it")
     cLock.deallocate()
   }
 
@@ -98,16 +98,16 @@ public final class Lock {
   /// acquired; otherwise, or if the lock is not held, it stops the program.
   public func release() {
     loop.checkThread("Lock.release()")
-    precondition(cloop_lock_locked(cLock) != 0, "Lock.release(): the lock is not held")
+    ensure(cloop_lock_locked(cLock) != 0, "Lock.release(): the lock is not held")
     let holder = cLock.pointee.owner
     let me = cloop_current_task()
     if holder != me {
       if me == nil {
-        preconditionFailure("Lock.release() in async code, but a fiber holds the lock: the fiber that acquired it releases it")
+        misuse("Lock.release() in async code, but a fiber holds the lock: the fiber that acquired it releases it")
       } else if holder == nil {
-        preconditionFailure("Lock.release() in a fiber, but async code holds the lock: a lock acquired with await is released in async code")
+        misuse("Lock.release() in a fiber, but async code holds the lock: a lock acquired with await is released in async code")
       } else {
-        preconditionFailure("Lock.release() in a fiber that does not hold the lock")
+        misuse("Lock.release() in a fiber that does not hold the lock")
       }
     }
     cloop_lock_release(cLock)

@@ -42,7 +42,7 @@ public final class Queue<Element> {
   /// An empty queue of `loop` (default: the loop running on this thread)
   /// for at most `capacity` elements (`capacity > 0`).
   public init(capacity: Int, on loop: EventLoop? = nil) {
-    precondition(capacity > 0, "Queue(capacity: \(capacity)): the capacity must be positive")
+    ensure(capacity > 0, "Queue(capacity: \(capacity)): the capacity must be positive")
     self.loop = loop ?? EventLoop.running(for: "Queue()")
     self.loop.checkThread("Queue()")
     self.capacity = capacity
@@ -50,12 +50,12 @@ public final class Queue<Element> {
     ring.initialize(repeating: 0, count: capacity)
     cQueue = allocateCPrimitive(cloop_queue())
     let rc = cloop_queue_init(cQueue, ring, capacity)
-    precondition(rc == 0, "cloop_queue_init: \(TinyAsyncError(code: rc))")
+    ensure(rc == 0, "cloop_queue_init: \(TinyAsyncError(code: rc))")
     slots.reserveCapacity(capacity)
   }
 
   deinit {
-    precondition(
+    ensure(
       cQueue.pointee.getters.first == nil && cQueue.pointee.putters.first == nil,
       "a Queue went away while tasks wait on it")
     cQueue.deallocate()

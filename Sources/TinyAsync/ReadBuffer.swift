@@ -36,14 +36,14 @@ struct ReadBuffer {
     }
     let newCapacity = Swift.max(Self.initialCapacity, end + want)
     let grown = realloc(base, newCapacity)
-    precondition(grown != nil, "out of memory growing a read buffer to \(newCapacity) bytes")
+    ensure(grown != nil, "out of memory growing a read buffer to \(newCapacity) bytes")
     base = grown
     capacity = newCapacity
   }
 
   /// Hands out the first `n` buffered bytes.
   mutating func take(_ n: Int) -> [UInt8] {
-    precondition(n <= count)
+    ensure(n <= count, "internal error: taking \(n) bytes from a read buffer holding \(count)")
     if n == 0 { return [] }
     let bytes = [UInt8](UnsafeRawBufferPointer(start: base! + start, count: n))
     start += n
@@ -52,7 +52,7 @@ struct ReadBuffer {
 
   /// Appends the first `n` buffered bytes to `array` and drops them.
   mutating func take(_ n: Int, appendingTo array: inout [UInt8]) {
-    precondition(n <= count)
+    ensure(n <= count, "internal error: taking \(n) bytes from a read buffer holding \(count)")
     if n == 0 { return }
     array.append(contentsOf: UnsafeRawBufferPointer(start: base! + start, count: n))
     start += n

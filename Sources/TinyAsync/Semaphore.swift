@@ -37,7 +37,7 @@ public final class Semaphore {
   /// A semaphore of `loop` (default: the loop running on this thread) with
   /// `value` permits free (`value >= 0`).
   public init(value: Int = 1, on loop: EventLoop? = nil) {
-    precondition(value >= 0, "Semaphore(value: \(value)): the value cannot be negative")
+    ensure(value >= 0, "Semaphore(value: \(value)): the value cannot be negative")
     self.loop = loop ?? EventLoop.running(for: "Semaphore()")
     self.loop.checkThread("Semaphore()")
     cSemaphore = allocateCPrimitive(cloop_semaphore())
@@ -45,7 +45,7 @@ public final class Semaphore {
   }
 
   deinit {
-    precondition(cSemaphore.pointee.waiters.first == nil, "a Semaphore went away while tasks wait on it")
+    ensure(cSemaphore.pointee.waiters.first == nil, "a Semaphore went away while tasks wait on it")
     cSemaphore.deallocate()
   }
 

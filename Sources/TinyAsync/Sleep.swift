@@ -75,7 +75,7 @@ final class SleepWait: LoopWait<Void, TinyAsyncError>, @unchecked Sendable {
     // or is stopped.
     _ = Unmanaged.passRetained(self)
     let rc = cloop_call_later(loop.cLoop, timer, delay)
-    precondition(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
+    ensure(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
   }
 
   override func stop() {

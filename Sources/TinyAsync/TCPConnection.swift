@@ -125,7 +125,7 @@ public final class TCPConnection {
   ///   ``TinyAsyncError/closed``, ``TinyAsyncError/cancelled``,
   ///   ``TinyAsyncError/timedOut`` (no bytes are lost to the last two).
   public func read(max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
-    precondition(max > 0, "TCPConnection.read(max:) needs max > 0")
+    ensure(max > 0, "TCPConnection.read(max:) needs max > 0")
     try beginRead("TCPConnection.read(max:)")
     defer { isReading = false }
     if readBuffer.count == 0 { _ = try await fill(wanted: max) }
@@ -146,7 +146,7 @@ public final class TCPConnection {
   /// }
   /// ```
   public func read(into buffer: inout [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> Int {
-    precondition(max > 0, "TCPConnection.read(into:max:) needs max > 0")
+    ensure(max > 0, "TCPConnection.read(into:max:) needs max > 0")
     try beginRead("TCPConnection.read(into:max:)")
     defer { isReading = false }
     if readBuffer.count == 0 { _ = try await fill(wanted: max) }
@@ -170,8 +170,8 @@ public final class TCPConnection {
   ///   buffered, for ``read(max:)`` to drain or for ``close()`` to drop.
   ///   Also the errors of ``read(max:)``.
   public func read(until delimiter: [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
-    precondition(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
-    precondition(max > 0, "TCPConnection.read(until:max:) needs max > 0")
+    ensure(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
+    ensure(max > 0, "TCPConnection.read(until:max:) needs max > 0")
     try beginRead("TCPConnection.read(until:max:)")
     defer { isReading = false }
     var searched = 0
@@ -211,7 +211,7 @@ public final class TCPConnection {
 
   func beginRead(_ operation: StaticString) throws(TinyAsyncError) {
     guard fd >= 0 else { throw .closed }
-    precondition(!isReading, "\(operation): another task is reading this TCPConnection")
+    ensure(!isReading, "\(operation): another task is reading this TCPConnection")
     isReading = true
   }
 
@@ -234,7 +234,7 @@ public final class TCPConnection {
   ///   ``TinyAsyncError/timedOut``; how much went out before is unknown.
   public func write(_ bytes: some Collection<UInt8>) async throws(TinyAsyncError) {
     guard fd >= 0 else { throw .closed }
-    precondition(!isWriting, "TCPConnection.write: another task is writing this TCPConnection")
+    ensure(!isWriting, "TCPConnection.write: another task is writing this TCPConnection")
     isWriting = true
     defer { isWriting = false }
     if bytes.withContiguousStorageIfAvailable({ _ in () }) != nil {
@@ -304,7 +304,7 @@ public final class TCPConnection {
       let capacity = Swift.max(count, 4096)
       free(sendBuffer)
       sendBuffer = malloc(capacity)
-      precondition(sendBuffer != nil, "out of memory for a \(capacity)-byte send buffer")
+      ensure(sendBuffer != nil, "out of memory for a \(capacity)-byte send buffer")
       sendCapacity = capacity
     }
     return sendBuffer!

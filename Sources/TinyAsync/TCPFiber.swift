@@ -41,7 +41,7 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await read(max:)")
   public func read(max: Int = 65536) throws(TinyAsyncError) -> [UInt8] {
     requireFiber("TCPConnection.read(max:)")
-    precondition(max > 0, "TCPConnection.read(max:) needs max > 0")
+    ensure(max > 0, "TCPConnection.read(max:) needs max > 0")
     try beginRead("TCPConnection.read(max:)")
     defer { isReading = false }
     if readBuffer.count == 0 { _ = try fillInFiber(wanted: max) }
@@ -54,7 +54,7 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await read(into:max:)")
   public func read(into buffer: inout [UInt8], max: Int = 65536) throws(TinyAsyncError) -> Int {
     requireFiber("TCPConnection.read(into:max:)")
-    precondition(max > 0, "TCPConnection.read(into:max:) needs max > 0")
+    ensure(max > 0, "TCPConnection.read(into:max:) needs max > 0")
     try beginRead("TCPConnection.read(into:max:)")
     defer { isReading = false }
     if readBuffer.count == 0 { _ = try fillInFiber(wanted: max) }
@@ -70,8 +70,8 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await read(until:max:)")
   public func read(until delimiter: [UInt8], max: Int = 65536) throws(TinyAsyncError) -> [UInt8] {
     requireFiber("TCPConnection.read(until:max:)")
-    precondition(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
-    precondition(max > 0, "TCPConnection.read(until:max:) needs max > 0")
+    ensure(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
+    ensure(max > 0, "TCPConnection.read(until:max:) needs max > 0")
     try beginRead("TCPConnection.read(until:max:)")
     defer { isReading = false }
     var searched = 0
@@ -110,7 +110,7 @@ extension TCPConnection {
   public func write(_ bytes: some Collection<UInt8>) throws(TinyAsyncError) {
     requireFiber("TCPConnection.write(_:)")
     guard fd >= 0 else { throw .closed }
-    precondition(!isWriting, "TCPConnection.write: another task or fiber is writing this TCPConnection")
+    ensure(!isWriting, "TCPConnection.write: another task or fiber is writing this TCPConnection")
     isWriting = true
     defer { isWriting = false }
     let fd = self.fd
@@ -142,7 +142,7 @@ extension TCPListener {
   public func accept() throws(TinyAsyncError) -> TCPConnection {
     requireFiber("TCPListener.accept()")
     guard fd >= 0 else { throw .closed }
-    precondition(!isAccepting, "TCPListener.accept: another task or fiber is accepting on this listener")
+    ensure(!isAccepting, "TCPListener.accept: another task or fiber is accepting on this listener")
     if !kept.isEmpty { return TCPConnection(fd: kept.removeFirst(), loop: loop) }
     isAccepting = true
     defer { isAccepting = false }

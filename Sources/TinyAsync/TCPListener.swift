@@ -92,7 +92,7 @@ public final class TCPListener {
   ///   a loop that retries does not spin.
   public func accept() async throws(TinyAsyncError) -> TCPConnection {
     guard fd >= 0 else { throw .closed }
-    precondition(!isAccepting, "TCPListener.accept: another task is accepting on this listener")
+    ensure(!isAccepting, "TCPListener.accept: another task is accepting on this listener")
     if !kept.isEmpty { return TCPConnection(fd: kept.removeFirst(), loop: loop) }
     isAccepting = true
     defer { isAccepting = false }

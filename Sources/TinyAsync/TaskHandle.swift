@@ -114,7 +114,7 @@ extension EventLoop {
     // never start (and off the loop's thread its waits could not work).
     // Stop with a message rather than hang.
     if let actor = isolation, (actor.unownedExecutor.asSerialExecutor() as? EventLoop) !== self {
-      preconditionFailure("EventLoop.spawn: the closure is isolated to \(type(of: actor)) (written in top-level code or in that actor's code), not to the loop; spawn from async code running on the loop, e.g. inside EventLoop.run { ... }")
+      misuse("EventLoop.spawn: the closure is isolated to \(type(of: actor)) (written in top-level code or in that actor's code), not to the loop; spawn from async code running on the loop, e.g. inside EventLoop.run { ... }")
     }
     spawnCount += 1
     let state = SpawnedTask<Value>(loop: self, name: name, number: spawnCount)

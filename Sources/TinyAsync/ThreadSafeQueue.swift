@@ -113,7 +113,7 @@ final class ThreadSafeQueue: @unchecked Sendable {
       // A job is a Swift task's next step: dropping it would leak the task
       // and hang whatever awaits it. (EventLoop.deinit runs only when no
       // task holds the loop, so nothing should be here.)
-      preconditionFailure("EventLoop freed while another thread enqueued a Swift job on it")
+      misuse("EventLoop freed while another thread enqueued a Swift job on it")
     }
     _ = consume dropped  // released outside the lock: their deinits may take it
     return scheduled

@@ -50,7 +50,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   /// Maps a negative C result (`-errno` or a `CLOOP_E*` code) to its case.
   /// The one place where a C code becomes a Swift error.
   init(code: Int32) {
-    precondition(code < 0, "TinyAsyncError(code:) needs a negative C result, got \(code)")
+    ensure(code < 0, "TinyAsyncError(code:) needs a negative C result, got \(code)")
     switch code {
     case -ECANCELED: self = .cancelled
     case -ETIMEDOUT: self = .timedOut

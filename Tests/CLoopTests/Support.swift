@@ -37,12 +37,19 @@ func makeLoop(_ backend: BackendUnderTest? = nil) throws -> OpaquePointer {
 final class Log {
   var order: [Int] = []
   var loop: OpaquePointer?
+  /// Every probe made with this log. In an optimized build Swift may end a
+  /// local's lifetime at its last use rather than at the end of its scope,
+  /// and a probe freed while the loop still links its node is a crash
+  /// (seen in `swift test -c release`). So the probes live as long as the
+  /// log, and a test's log and probes are never freed (a probe holds its
+  /// log too): a few KiB per test.
+  var probes: [Probe] = []
   init(loop: OpaquePointer? = nil) { self.loop = loop }
 }
 
 /// A handle, a timer and a watcher in heap memory, all calling back into
 /// one Swift object that appends `id` to `log` and then runs `action`.
-/// The probe owns the C nodes; tests keep probes alive while they are queued.
+/// The probe owns the C nodes; its log keeps it alive (see `Log.probes`).
 final class Probe {
   let id: Int
   let log: Log
@@ -56,6 +63,7 @@ final class Probe {
     self.id = id
     self.log = log
     self.action = action
+    defer { log.probes.append(self) }
     handle.initialize(to: cloop_handle())
     timer.initialize(to: cloop_timer())
     watcher.initialize(to: cloop_watcher())
@@ -67,8 +75,7 @@ final class Probe {
 
   var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
-  // A test that fails half-way leaks its loop (never runs or frees it), so
-  // freeing a node the loop still links is harmless there.
+  // Runs only for a probe whose log is gone: see `Log.probes`.
   deinit {
     handle.deallocate()
     timer.deallocate()

@@ -226,7 +226,9 @@ struct AsyncOperationTests {
         return 1
       }
       let lateFailure = loop.spawn { () async throws -> Int in
-        try await sleep(for: .milliseconds(5))
+        // Seconds, not milliseconds: on a loaded machine two timers a few
+        // ms apart can come due in one iteration, and both would fail.
+        try await sleep(for: .seconds(5))
         throw Oops(n: 1)
       }
       let earlyFailure = loop.spawn { () async throws -> String in
@@ -266,7 +268,7 @@ struct AsyncOperationTests {
           return 1
         },
         loop.spawn { () async throws -> Int in
-          try await sleep(for: .milliseconds(5))
+          try await sleep(for: .seconds(5))  // cancelled before it fails
           throw Oops(n: 1)
         },
         loop.spawn { () async throws -> Int in

@@ -44,7 +44,7 @@ func asyncEcho(_ loop: EventLoop) async throws {
         let line = "client \(client) line \(n)\n"
         try await connection.write(line)
         let answer = try await connection.read(until: UInt8(ascii: "\n"), max: 1024)
-        precondition(answer == Array(line.utf8), "the echo changed a line")
+        guard answer == Array(line.utf8) else { fatalError("the echo changed a line: \(answer)") }
         echoed += 1
       }
       return echoed
@@ -92,7 +92,7 @@ func fiberEcho(_ loop: EventLoop) async throws {
         let line = "fiber \(client) line \(n)\n"
         try connection.write(line)
         let answer = try connection.read(until: UInt8(ascii: "\n"), max: 1024)
-        precondition(answer == Array(line.utf8), "the echo changed a line")
+        guard answer == Array(line.utf8) else { fatalError("the echo changed a line: \(answer)") }
         echoed += 1
       }
       return echoed
