@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: the SwiftPM debug build and `swift test`, and again in
-# release; the Swift
+# Runs every test: `swift test` in a debug and a release build; the Swift
 # examples' smoke tests (the demo, tinyasync-echo, tinyasync-http-hello, on
 # both backends); the CMake build and its C tests (ctest, with the C
 # examples' smoke tests); the C tests again under ASan+UBSan.
@@ -26,13 +25,13 @@ step "Swift examples: the demo and the servers' smoke tests, both backends"
 bin=$(swift build --show-bin-path)
 for backend in epoll uring; do
   rc=0
-  "$bin/tinyasync-demo" --backend "$backend" || rc=$?
+  timeout 300 "$bin/tinyasync-demo" --backend "$backend" || rc=$?
   if [ "$rc" = 77 ]; then echo "SKIP: the $backend backend is not available here"; continue; fi
   [ "$rc" = 0 ] || exit "$rc"
   for mode in async fiber; do
-    python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --backend "$backend"
+    timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --backend "$backend"
   done
-  python3 examples/http-hello/test_http.py "$bin/tinyasync-http-hello" --backend "$backend"
+  timeout 300 python3 examples/http-hello/test_http.py "$bin/tinyasync-http-hello" --backend "$backend"
 done
 
 step "CMake: build and ctest"
