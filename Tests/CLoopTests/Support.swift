@@ -40,16 +40,40 @@ final class Log {
   /// Every probe made with this log. In an optimized build Swift may end a
   /// local's lifetime at its last use rather than at the end of its scope,
   /// and a probe freed while the loop still links its node is a crash
-  /// (seen in `swift test -c release`). So the probes live as long as the
-  /// log, and a test's log and probes are never freed (a probe holds its
-  /// log too): a few KiB per test.
+  /// (seen in `swift test -c release`). So a probe lives as long as its
+  /// log, and every log until the test process exits (`keptLogs`): a few
+  /// KiB per test, and still reachable for LeakSanitizer.
   var probes: [Probe] = []
-  init(loop: OpaquePointer? = nil) { self.loop = loop }
+  init(loop: OpaquePointer? = nil) {
+    self.loop = loop
+    keptLogs.keep(self)
+  }
+}
+
+/// The logs of every test, kept until the process exits (see `Log.probes`).
+let keptLogs = KeptObjects()
+
+/// A locked list of objects that are never freed; tests run in parallel.
+final class KeptObjects: @unchecked Sendable {
+  private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+  private var objects: [AnyObject] = []  // guarded by `mutex`
+
+  init() {
+    mutex.initialize(to: pthread_mutex_t())
+    pthread_mutex_init(mutex, nil)
+  }
+
+  func keep(_ object: AnyObject) {
+    pthread_mutex_lock(mutex)
+    objects.append(object)
+    pthread_mutex_unlock(mutex)
+  }
 }
 
 /// A handle, a timer and a watcher in heap memory, all calling back into
 /// one Swift object that appends `id` to `log` and then runs `action`.
-/// The probe owns the C nodes; its log keeps it alive (see `Log.probes`).
+/// The probe owns the C nodes, which are never freed: its log keeps it
+/// alive until the process exits (see `Log.probes`).
 final class Probe {
   let id: Int
   let log: Log
@@ -75,12 +99,6 @@ final class Probe {
 
   var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
-  // Runs only for a probe whose log is gone: see `Log.probes`.
-  deinit {
-    handle.deallocate()
-    timer.deallocate()
-    watcher.deallocate()
-  }
 }
 
 let probeFired: cloop_fn = { arg in
