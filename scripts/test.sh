@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: `swift test` in a debug and a release build; the Swift
-# examples' smoke tests (the demo, tinyasync-echo, tinyasync-http-hello, on
-# both backends); the CMake build and its C tests (ctest, with the C
-# examples' smoke tests); the C tests again under ASan+UBSan.
-# Installs what is missing first. Build folders: .build (SwiftPM),
-# build/ and build-asan/ (CMake).
+# Runs every test: `swift test` in a debug, a release and an ASan build;
+# the Swift examples' smoke tests (the demo, tinyasync-echo,
+# tinyasync-http-hello, on both backends); the CMake build and its C tests
+# (ctest, with the C examples' smoke tests); ctest under ASan+UBSan.
+# Installs what is missing first. Build folders: .build and .build-asan
+# (SwiftPM), build/ and build-asan/ (CMake).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -20,6 +20,12 @@ step "SwiftPM release build: swift test -c release"
 # The optimizer ends lifetimes at last use and drops precondition messages:
 # bugs of that kind show only here.
 swift test -c release
+
+step "SwiftPM with ASan: swift test --sanitize=address"
+# The Swift layer and the C core together under AddressSanitizer (and
+# LeakSanitizer, less XCTest's own objects). Build folder: .build-asan.
+LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt" \
+  swift test --sanitize=address --scratch-path .build-asan
 
 step "Swift examples: the demo and the servers' smoke tests, both backends"
 bin=$(swift build --show-bin-path)
