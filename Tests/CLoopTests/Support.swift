@@ -37,21 +37,15 @@ func makeLoop(_ backend: BackendUnderTest? = nil) throws -> OpaquePointer {
 final class Log {
   var order: [Int] = []
   var loop: OpaquePointer?
-  /// Every probe made with this log. In an optimized build Swift may end a
-  /// local's lifetime at its last use rather than at the end of its scope,
-  /// and a probe freed while the loop still links its node is a crash
-  /// (seen in `swift test -c release`). So a probe lives as long as its
-  /// log, and every log until the test process exits (`keptLogs`): a few
-  /// KiB per test, and still reachable for LeakSanitizer.
-  var probes: [Probe] = []
-  init(loop: OpaquePointer? = nil) {
-    self.loop = loop
-    keptLogs.keep(self)
-  }
+  init(loop: OpaquePointer? = nil) { self.loop = loop }
 }
 
-/// The logs of every test, kept until the process exits (see `Log.probes`).
-let keptLogs = KeptObjects()
+/// Every probe, kept until the test process exits. In an optimized build
+/// Swift may end a local's lifetime at its last use rather than at the end
+/// of its scope, and a probe freed while the loop still links its node is
+/// a crash (seen in `swift test -c release`). Kept here, a few KiB per
+/// test, they stay reachable for LeakSanitizer.
+let keptProbes = KeptObjects()
 
 /// A locked list of objects that are never freed; tests run in parallel.
 final class KeptObjects: @unchecked Sendable {
@@ -72,8 +66,7 @@ final class KeptObjects: @unchecked Sendable {
 
 /// A handle, a timer and a watcher in heap memory, all calling back into
 /// one Swift object that appends `id` to `log` and then runs `action`.
-/// The probe owns the C nodes, which are never freed: its log keeps it
-/// alive until the process exits (see `Log.probes`).
+/// The probe owns the C nodes, which are never freed (see `keptProbes`).
 final class Probe {
   let id: Int
   let log: Log
@@ -87,7 +80,7 @@ final class Probe {
     self.id = id
     self.log = log
     self.action = action
-    defer { log.probes.append(self) }
+    defer { keptProbes.keep(self) }
     handle.initialize(to: cloop_handle())
     timer.initialize(to: cloop_timer())
     watcher.initialize(to: cloop_watcher())
@@ -98,7 +91,6 @@ final class Probe {
   }
 
   var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
-
 }
 
 let probeFired: cloop_fn = { arg in

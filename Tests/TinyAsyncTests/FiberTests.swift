@@ -439,7 +439,9 @@ struct FiberTests {
         try sleep(for: .seconds(10))
         return 0
       }
-      let late = loop.spawnFiber { () throws -> Int in try sleep(for: .milliseconds(5)); throw Boom(code: 2) }
+      // Seconds, not milliseconds: on a loaded machine two timers a few ms
+      // apart can come due in one iteration, and both would fail.
+      let late = loop.spawnFiber { () throws -> Int in try sleep(for: .seconds(5)); throw Boom(code: 2) }
       let early = loop.spawnFiber { () throws -> Int in try sleep(for: .milliseconds(1)); throw Boom(code: 1) }
       let fine = loop.spawnFiber { 4 }
       // `late` (position 1) failed after `early` (2): by position, it wins
