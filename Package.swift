@@ -34,8 +34,9 @@ let package = Package(
       path: "Sources/CLoop",
       publicHeadersPath: "include",
       // `-D_GNU_SOURCE=` (empty) equals a plain `#define _GNU_SOURCE` in a
-      // .c file, so the two do not clash with a redefinition warning.
-      cSettings: [.define("_GNU_SOURCE", to: "")],
+      // .c file, so the two do not clash with a redefinition warning. The
+      // internal headers are included by their folder ("loop/loop.h").
+      cSettings: [.define("_GNU_SOURCE", to: ""), .headerSearchPath(".")],
       linkerSettings: [.linkedLibrary("pthread")]
     ),
     .target(

@@ -22,7 +22,7 @@
 /* The raw context switch (internal to CLoop): cloop__ctx_make,
    cloop__ctx_switch, the stack pool. bench/CMakeLists.txt adds
    Sources/CLoop to the include path. */
-#include "../Sources/CLoop/coro.h"
+#include "coro/stack.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -37,7 +37,7 @@ public final class Event {
 
   deinit {
     // Unreachable while something waits: a waiter holds the event.
-    ensure(cEvent.pointee.waiters.first == nil, "an Event went away while tasks wait on it")
+    ensure(cloop_waiting(&cEvent.pointee.waiters) == 0, "an Event went away while tasks wait on it")
     cEvent.deallocate()
   }
 

@@ -88,6 +88,22 @@ public final class EventLoop {
     cloop_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
   }
 
+  /// A loop on a manual clock starting at `start` (tests): ``now`` moves
+  /// only by ``advanceClock(by:)`` and, when the loop would wait for its
+  /// earliest timer with nothing else to do, by jumping to that deadline
+  /// (`cloop_debug_manual_clock`). Timer and timeout tests are then exact
+  /// instead of sleepy.
+  convenience init(backend: Backend = .automatic, manualClockAt start: Duration) throws(TinyAsyncError) {
+    try self.init(backend: backend)
+    cloop_debug_manual_clock(cLoop, UInt64(max(0, start.saturatingNanoseconds)))
+  }
+
+  /// Moves a manual clock (see ``init(backend:manualClockAt:)``) forward.
+  func advanceClock(by delta: Duration) {
+    checkThread("EventLoop.advanceClock(by:)")
+    cloop_debug_advance_clock(cLoop, UInt64(max(0, delta.saturatingNanoseconds)))
+  }
+
   deinit {
     // 1. Refuse calls from other threads; drop the ones not yet run.
     let drainInFlight = threadSafeQueue.close()

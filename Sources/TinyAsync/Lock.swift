@@ -49,7 +49,7 @@ public final class Lock {
   }
 
   deinit {
-    ensure(cLock.pointee.waiters.first == nil, "a Lock went away while tasks wait on it")
+    ensure(cloop_waiting(&cLock.pointee.waiters) == 0, "a Lock went away while tasks wait on it")
     cLock.deallocate()
   }
 

@@ -56,7 +56,7 @@ public final class Queue<Element> {
 
   deinit {
     ensure(
-      cQueue.pointee.getters.first == nil && cQueue.pointee.putters.first == nil,
+      cloop_waiting(&cQueue.pointee.getters) == 0 && cloop_waiting(&cQueue.pointee.putters) == 0,
       "a Queue went away while tasks wait on it")
     cQueue.deallocate()
     ring.deallocate()

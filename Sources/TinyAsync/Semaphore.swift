@@ -45,7 +45,7 @@ public final class Semaphore {
   }
 
   deinit {
-    ensure(cSemaphore.pointee.waiters.first == nil, "a Semaphore went away while tasks wait on it")
+    ensure(cloop_waiting(&cSemaphore.pointee.waiters) == 0, "a Semaphore went away while tasks wait on it")
     cSemaphore.deallocate()
   }
 

@@ -90,28 +90,8 @@ public final class TCPConnection {
   public static func connect(host: String, port: Int) async throws(TinyAsyncError) -> TCPConnection {
     let loop = EventLoop.running(for: "TCPConnection.connect")
     guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
-    let addresses: [SocketAddress]
-    if let address = SocketAddress(numeric: host, port: port) {
-      addresses = [address]
-    } else {
-      addresses = try await ResolveWait(loop: loop, host: host, port: port).wait().get()
-    }
-    var lastError = TinyAsyncError.hostNotFound
-    for address in addresses {
-      let fd = socket(address.family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), Int32(IPPROTO_TCP))
-      guard fd >= 0 else { throw TinyAsyncError(code: -errno) }
-      let connection = TCPConnection(fd: fd, loop: loop)
-      do {
-        _ = try await ConnectWait(connection: connection, address: address).wait().get()
-        setNoDelay(fd)
-        return connection
-      } catch {
-        connection.close()
-        if error == .cancelled || error == .timedOut { throw error }
-        lastError = error
-      }
-    }
-    throw lastError
+    let fd = try await ConnectWait(loop: loop, host: host, port: port).wait().get()
+    return TCPConnection(fd: fd, loop: loop)
   }
 
   // MARK: Reading
@@ -371,10 +351,3 @@ public final class TCPConnection {
 
 @available(*, unavailable, message: "a TCPConnection belongs to its loop's thread")
 extension TCPConnection: Sendable {}
-
-/// Sets TCP_NODELAY, as the C core does on its connected and accepted
-/// sockets: a request/response protocol should not wait for Nagle.
-func setNoDelay(_ fd: Int32) {
-  var one: Int32 = 1
-  _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-}

@@ -33,7 +33,9 @@ public final class TCPListener {
   public let port: Int
   /// The socket, or -1 once closed.
   private(set) var fd: Int32
-  let acceptOp: UnsafeMutablePointer<cloop_op>
+  /// An acceptor for the next ``AcceptWait`` (one is in use at a time, but
+  /// an interrupted one may still wait for its C callback).
+  private var spareAcceptor: UnsafeMutablePointer<cloop_acceptor>?
   /// Connections accepted as an accept was interrupted, for the next one.
   var kept: [Int32] = []
   var isAccepting = false
@@ -42,8 +44,9 @@ public final class TCPListener {
   ///
   /// - Parameters:
   ///   - host: A numeric IPv4 or IPv6 address (`"127.0.0.1"`, `"::1"`,
-  ///     `"0.0.0.0"` for every IPv4 interface) or `"localhost"`. Other
-  ///     names are not looked up (that would block the loop).
+  ///     `"0.0.0.0"` for every IPv4 interface), `"localhost"` (the IPv4
+  ///     loopback), or a name, which is looked up before listening (once,
+  ///     blocking the loop for as long as the lookup takes).
   ///   - port: 0 to let the system pick a free one.
   ///   - backlog: How many connections may wait to be accepted (the
   ///     system caps it at `net.core.somaxconn`).
@@ -59,11 +62,9 @@ public final class TCPListener {
   ) throws(TinyAsyncError) {
     let loop = loop ?? EventLoop.running(for: "TCPListener()")
     loop.checkThread("TCPListener()")
-    let address = host == "localhost" ? "127.0.0.1" : host
-    guard SocketAddress(numeric: address, port: 0) != nil else { throw .hostNotFound }
     guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
     let fd = try TinyAsyncError.check(
-      cloop_tcp_listen(address, Int32(port), Int32(clamping: backlog), reusePort ? Int32(CLOOP_REUSEPORT) : 0))
+      cloop_tcp_listen(host, Int32(port), Int32(clamping: backlog), reusePort ? Int32(CLOOP_REUSEPORT) : 0))
     let bound = cloop_sock_port(fd)
     if bound < 0 {
       _ = Glibc.close(fd)
@@ -72,15 +73,13 @@ public final class TCPListener {
     self.loop = loop
     self.fd = fd
     self.port = Int(bound)
-    acceptOp = .allocate(capacity: 1)
-    acceptOp.initialize(to: cloop_op())
   }
 
   deinit {
     // No accept is in flight: its wait holds the listener until its
     // callback has run.
     close()
-    acceptOp.deallocate()
+    spareAcceptor?.deallocate()
   }
 
   /// Waits for the next connection and returns it.
@@ -88,35 +87,42 @@ public final class TCPListener {
   /// - Throws: ``TinyAsyncError/closed`` when the listener is (or gets)
   ///   closed, ``TinyAsyncError/cancelled``, ``TinyAsyncError/timedOut``
   ///   (a connection that arrives just then is kept for the next accept);
-  ///   out of file descriptors, `EMFILE` or `ENFILE` after a 10 ms pause, so
-  ///   a loop that retries does not spin.
+  ///   out of file descriptors or memory, `EMFILE`, `ENFILE`, `ENOBUFS` or
+  ///   ``TinyAsyncError/outOfMemory`` after a 10 ms pause, so a loop that
+  ///   retries does not spin.
   public func accept() async throws(TinyAsyncError) -> TCPConnection {
     guard fd >= 0 else { throw .closed }
     ensure(!isAccepting, "TCPListener.accept: another task is accepting on this listener")
     if !kept.isEmpty { return TCPConnection(fd: kept.removeFirst(), loop: loop) }
     isAccepting = true
     defer { isAccepting = false }
-    while true {
-      do {
-        let newFD = try await AcceptWait(listener: self).wait().get()
-        setNoDelay(newFD)
-        return TCPConnection(fd: newFD, loop: loop)
-      } catch {
-        guard case .system(let code, _) = error else { throw error }
-        if code == ECONNABORTED { continue }  // it left before we took it
-        if code == EMFILE || code == ENFILE {
-          // The connection stays queued and the listener readable.
-          try await sleep(for: .milliseconds(10))
-        }
-        throw error
-      }
-    }
+    let newFD = try await AcceptWait(listener: self).wait().get()
+    return TCPConnection(fd: newFD, loop: loop)
   }
 
   /// Called by an interrupted ``AcceptWait`` whose connection came anyway.
   func keepAccepted(_ fd: Int32) {
-    setNoDelay(fd)
-    kept.append(fd)
+    if self.fd < 0 {
+      _ = cloop_close_fd(loop.cLoop, fd)  // closed meanwhile: nobody will accept it
+    } else {
+      kept.append(fd)
+    }
+  }
+
+  /// An acceptor for an ``AcceptWait``: the spare, or a new one.
+  func takeAcceptor() -> UnsafeMutablePointer<cloop_acceptor> {
+    if let spare = spareAcceptor {
+      spareAcceptor = nil
+      return spare
+    }
+    let acceptor = UnsafeMutablePointer<cloop_acceptor>.allocate(capacity: 1)
+    acceptor.initialize(to: cloop_acceptor())
+    return acceptor
+  }
+
+  /// Takes back an acceptor whose wait is over (its C callback has run).
+  func giveBack(_ acceptor: UnsafeMutablePointer<cloop_acceptor>) {
+    if spareAcceptor == nil { spareAcceptor = acceptor } else { acceptor.deallocate() }
   }
 
   /// Stops listening: a task waiting in ``accept()`` wakes with
@@ -184,8 +190,8 @@ extension TCPListener: AsyncSequence {
           default:
             throw error
           }
+          // The C acceptor has paused 10 ms already: no spin.
           logger.warning("TCPListener on port \(listener.port): accept failed, retrying: \(error)")
-          if error == .outOfMemory || error.errno == ENOBUFS { try await sleep(for: .milliseconds(10)) }
         }
       }
     }

@@ -1,8 +1,8 @@
 internal import CLoop
 internal import Glibc
 
-/// One socket operation of the async front (accept, connect, recv, send)
-/// as a ``LoopWait``: ``start()`` starts the C operation (`cloop_op_*`),
+/// One socket operation of the async front on a connection's own op (recv,
+/// send) as a ``LoopWait``: ``start()`` starts the C operation (`cloop_op_*`),
 /// ``stop()`` cancels it, and the operation's callback finishes the wait
 /// with the C result (`>= 0`, or the error it maps to).
 ///
@@ -42,7 +42,7 @@ class SocketWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
     if rc < 0 {
       retained.release()
       finish(.failure(TinyAsyncError(code: rc)))
-    } else if op.pointee.handle.next != nil {
+    } else if op.pointee.handle.link.next != nil {
       // Done at once (epoll: the first try worked) and its callback is
       // queued for the next batch: run it now, which saves the task a trip
       // through the ready ring (net.c does the same).
@@ -53,7 +53,7 @@ class SocketWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
   final override func stop() {
     stopping = true
     _ = cloop_op_cancel(loop.cLoop, op)
-    if op.pointee.handle.next != nil { runCallbackNow() }
+    if op.pointee.handle.link.next != nil { runCallbackNow() }
   }
 
   private func runCallbackNow() {
@@ -116,194 +116,111 @@ final class SendWait: SocketWait, @unchecked Sendable {
   }
 }
 
-/// One connect of a new connection's socket (on its sending side's op).
-final class ConnectWait: SocketWait, @unchecked Sendable {
-  let connection: TCPConnection
-  let address: SocketAddress
-
-  init(connection: TCPConnection, address: SocketAddress) {
-    self.connection = connection
-    self.address = address
-    super.init(loop: connection.loop, op: connection.sendOp)
-  }
-
-  override func submit(_ data: UnsafeMutableRawPointer) -> Int32 {
-    address.withSockaddr { sa, len in
-      cloop_op_connect(loop.cLoop, op, connection.fd, sa, len, socketWaitDone, data)
-    }
-  }
-}
-
-/// One accept on a listener. A connection that arrives as the wait is
-/// interrupted is kept for the listener's next accept.
-final class AcceptWait: SocketWait, @unchecked Sendable {
-  let listener: TCPListener
-
-  init(listener: TCPListener) {
-    self.listener = listener
-    super.init(loop: listener.loop, op: listener.acceptOp)
-  }
-
-  override func submit(_ data: UnsafeMutableRawPointer) -> Int32 {
-    cloop_op_accept(loop.cLoop, op, listener.fd, socketWaitDone, data)
-  }
-
-  override func completed(_ result: Int32, interrupted: Bool) {
-    if interrupted && result >= 0 { listener.keepAccepted(result) }
-  }
-}
-
-// MARK: Addresses
-
-/// A socket address (IPv4 or IPv6) in the form `connect(2)` takes.
-struct SocketAddress: @unchecked Sendable {  // plain bytes
-  var storage = sockaddr_storage()
-  var length: socklen_t = 0
-
-  /// A numeric IPv4 or IPv6 address ("127.0.0.1", "::1"), or nil.
-  init?(numeric host: String, port: Int) {
-    var v4 = sockaddr_in()
-    var v6 = sockaddr_in6()
-    if inet_pton(AF_INET, host, &v4.sin_addr) == 1 {
-      v4.sin_family = sa_family_t(AF_INET)
-      v4.sin_port = UInt16(truncatingIfNeeded: port).bigEndian
-      self.init(copying: &v4)
-    } else if inet_pton(AF_INET6, host, &v6.sin6_addr) == 1 {
-      v6.sin6_family = sa_family_t(AF_INET6)
-      v6.sin6_port = UInt16(truncatingIfNeeded: port).bigEndian
-      self.init(copying: &v6)
-    } else {
-      return nil
-    }
-  }
-
-  init<Address>(copying address: inout Address) {
-    length = socklen_t(MemoryLayout<Address>.size)
-    withUnsafeMutableBytes(of: &storage) { to in
-      withUnsafeBytes(of: &address) { to.copyMemory(from: $0) }
-    }
-  }
-
-  init(_ sa: UnsafePointer<sockaddr>, length: socklen_t) {
-    self.length = min(length, socklen_t(MemoryLayout<sockaddr_storage>.size))
-    withUnsafeMutableBytes(of: &storage) { to in
-      to.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(self.length)))
-    }
-  }
-
-  var family: Int32 { Int32(storage.ss_family) }
-
-  func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-    withUnsafeBytes(of: storage) { raw in
-      body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
-    }
-  }
-}
-
-/// A name lookup (`getaddrinfo`) on a short-lived thread of its own, so the
-/// loop does not block; the answer comes back through the loop's
-/// ``ThreadSafeHandle``. An interrupted wait abandons the lookup: the thread
-/// finishes and its answer is dropped. The loop holds a reference
-/// (``EventLoop/ref()``) while an answer is owed, as net.c's lookup does.
-final class ResolveWait: LoopWait<[SocketAddress], TinyAsyncError>, @unchecked Sendable {
-  /// What the lookup thread holds: never the wait itself, whose last
-  /// reference must not go on that thread (the wait holds the loop, and a
-  /// loop must be freed on its own thread). `wait` is loop-thread only.
-  private final class Lookup: @unchecked Sendable {
-    var wait: ResolveWait?
-  }
-
-  let host: String
-  let port: Int
-  private var lookup: Lookup?
+/// A connect through the C core's connector (`cloop_connect_start`: the
+/// name resolved off the loop's thread, each address tried in turn), the
+/// same policy as the fibers' `cloop_tcp_connect`.
+///
+/// Stopping is not synchronous here, and need not be: the connector is this
+/// wait's own, not a socket's, so nothing else waits to reuse it. An
+/// interrupted wait throws at once; the C callback still comes later (the
+/// wait stays retained until then) and closes a socket that connected too
+/// late to be wanted.
+final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
+  private let connector: UnsafeMutablePointer<cloop_connector>
+  private let host: String
+  private let port: Int
+  private var stopped = false
 
   init(loop: EventLoop, host: String, port: Int) {
     self.host = host
     self.port = port
+    connector = .allocate(capacity: 1)
+    connector.initialize(to: cloop_connector())
     super.init(loop: loop)
   }
 
+  deinit {
+    connector.deallocate()
+  }
+
   override func start() {
-    let lookup = Lookup()
-    lookup.wait = self
-    self.lookup = lookup
-    loop.ref()
-    let handle = loop.threadSafeHandle
-    let host = host, port = port
-    let started = startDetachedThread {
-      let answer = ResolveWait.lookup(host: host, port: port)
-      handle.call { lookup.wait?.answered(answer) }
+    let retained = Unmanaged.passRetained(self)
+    let rc = host.withCString {
+      cloop_connect_start(loop.cLoop, connector, $0, Int32(port), connectWaitDone, retained.toOpaque())
     }
-    if !started {
-      answered(.failure(TinyAsyncError(code: -EAGAIN)))
+    if rc < 0 {
+      retained.release()
+      finish(.failure(TinyAsyncError(code: rc)))
     }
   }
 
   override func stop() {
-    abandon()
+    stopped = true
+    _ = cloop_connect_cancel(connector)
   }
 
-  /// Unlinks the lookup (its answer will find nobody) and drops the loop
-  /// reference.
-  private func abandon() {
-    guard let lookup else { return }
-    lookup.wait = nil
-    self.lookup = nil
-    loop.unref()
-  }
-
-  private func answered(_ answer: Result<[SocketAddress], TinyAsyncError>) {
-    abandon()
-    finish(answer)
-  }
-
-  /// Blocking; on the lookup thread. Errors as net.c maps them.
-  static func lookup(host: String, port: Int) -> Result<[SocketAddress], TinyAsyncError> {
-    var hints = addrinfo()
-    hints.ai_family = AF_UNSPEC
-    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-    hints.ai_protocol = Int32(IPPROTO_TCP)
-    hints.ai_flags = AI_NUMERICSERV
-    var list: UnsafeMutablePointer<addrinfo>?
-    let rc = getaddrinfo(host, String(port), &hints, &list)
-    let savedErrno = errno
-    defer { if let list { freeaddrinfo(list) } }
-    switch rc {
-    case 0:
-      var addresses: [SocketAddress] = []
-      var node = list
-      while let n = node {
-        if let sa = n.pointee.ai_addr { addresses.append(SocketAddress(sa, length: n.pointee.ai_addrlen)) }
-        node = n.pointee.ai_next
-      }
-      return addresses.isEmpty ? .failure(.hostNotFound) : .success(addresses)
-    case EAI_AGAIN: return .failure(TinyAsyncError(code: -EAGAIN))
-    case EAI_MEMORY: return .failure(.outOfMemory)
-    case EAI_SYSTEM: return .failure(TinyAsyncError(code: savedErrno > 0 ? -savedErrno : -EIO))
-    default: return .failure(.hostNotFound)
+  /// The C callback, through `connectWaitDone`.
+  fileprivate func done() {
+    let result = connector.pointee.result
+    if stopped {
+      if result >= 0 { _ = cloop_close_fd(loop.cLoop, result) }
+      return
     }
+    finish(result >= 0 ? .success(result) : .failure(TinyAsyncError(code: result)))
   }
 }
 
-/// Runs `body` on a new detached POSIX thread; false if none could start.
-func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-  final class Box: @unchecked Sendable {
-    let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+private let connectWaitDone: cloop_connector_fn = { connector in
+  Unmanaged<ConnectWait>.fromOpaque(connector!.pointee.data).takeRetainedValue().done()
+}
+
+/// One accept on a listener through the C core's acceptor
+/// (`cloop_accept_start`): a connection that left before it was taken is
+/// skipped, and running out of descriptors is reported after a pause,
+/// the same policy as the fibers' `cloop_sock_accept`. The acceptor is the
+/// wait's own (the listener lends a spare one), so, as with a connect, an
+/// interrupted wait throws at once; a connection that arrives as it is
+/// interrupted is kept for the listener's next accept.
+final class AcceptWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
+  let listener: TCPListener
+  private let acceptor: UnsafeMutablePointer<cloop_acceptor>
+  private var stopped = false
+
+  init(listener: TCPListener) {
+    self.listener = listener
+    acceptor = listener.takeAcceptor()
+    super.init(loop: listener.loop)
   }
-  var attributes = pthread_attr_t()
-  pthread_attr_init(&attributes)
-  pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-  defer { pthread_attr_destroy(&attributes) }
-  let box = Unmanaged.passRetained(Box(body))
-  var thread = pthread_t()
-  let rc = pthread_create(&thread, &attributes, { arg in
-    Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-    return nil
-  }, box.toOpaque())
-  if rc != 0 {
-    box.release()
-    return false
+
+  deinit {
+    listener.giveBack(acceptor)
   }
-  return true
+
+  override func start() {
+    let retained = Unmanaged.passRetained(self)
+    let rc = cloop_accept_start(loop.cLoop, acceptor, listener.fd, acceptWaitDone, retained.toOpaque())
+    if rc < 0 {
+      retained.release()
+      finish(.failure(TinyAsyncError(code: rc)))
+    }
+  }
+
+  override func stop() {
+    stopped = true
+    _ = cloop_accept_cancel(acceptor)
+  }
+
+  /// The C callback, through `acceptWaitDone`.
+  fileprivate func done() {
+    let result = acceptor.pointee.result
+    if stopped {
+      if result >= 0 { listener.keepAccepted(result) }
+      return
+    }
+    finish(result >= 0 ? .success(result) : .failure(TinyAsyncError(code: result)))
+  }
+}
+
+private let acceptWaitDone: cloop_acceptor_fn = { acceptor in
+  Unmanaged<AcceptWait>.fromOpaque(acceptor!.pointee.data).takeRetainedValue().done()
 }

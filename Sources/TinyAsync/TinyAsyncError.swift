@@ -30,12 +30,12 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   case brokenPipe
   /// The address to listen on is taken (`EADDRINUSE`).
   case addressInUse
-  /// A host name did not resolve (`ENOENT` from the C core's lookup).
+  /// A host name resolves to no address (`CLOOP_ENOHOST`).
   case hostNotFound
   /// The socket was closed while the operation waited on it (`EBADF`).
   case closed
   /// ``TCPConnection/read(until:max:)`` found no delimiter in
-  /// `max` bytes (`EMSGSIZE`); those bytes stay buffered, not consumed.
+  /// `max` bytes (`CLOOP_ENODELIM`); those bytes stay buffered, not consumed.
   case delimiterNotFound
   /// The backend asked for by name (e.g. `.ioUring`) cannot run here: not
   /// built in, refused by seccomp (`EPERM`), or unknown to the kernel.
@@ -58,9 +58,9 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case -ECONNRESET: self = .connectionReset
     case -EPIPE: self = .brokenPipe
     case -EADDRINUSE: self = .addressInUse
-    case -ENOENT: self = .hostNotFound
+    case CLOOP_ENOHOST: self = .hostNotFound
     case -EBADF: self = .closed
-    case -EMSGSIZE: self = .delimiterNotFound
+    case CLOOP_ENODELIM: self = .delimiterNotFound
     case CLOOP_ENOBACKEND: self = .backendUnavailable
     case -ENOMEM: self = .outOfMemory
     case -4095 ... -1:  // Linux errno range (MAX_ERRNO is 4095)
@@ -79,9 +79,9 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case .connectionReset: -ECONNRESET
     case .brokenPipe: -EPIPE
     case .addressInUse: -EADDRINUSE
-    case .hostNotFound: -ENOENT
+    case .hostNotFound: CLOOP_ENOHOST
     case .closed: -EBADF
-    case .delimiterNotFound: -EMSGSIZE
+    case .delimiterNotFound: CLOOP_ENODELIM
     case .backendUnavailable: CLOOP_ENOBACKEND
     case .outOfMemory: -ENOMEM
     case .system(let errno, _): -errno

@@ -14,12 +14,14 @@ struct TinyAsyncErrorTests {
     #expect(TinyAsyncError(code: -ECONNRESET) == .connectionReset)
     #expect(TinyAsyncError(code: -EPIPE) == .brokenPipe)
     #expect(TinyAsyncError(code: -EADDRINUSE) == .addressInUse)
-    #expect(TinyAsyncError(code: -ENOENT) == .hostNotFound)
+    #expect(TinyAsyncError(code: CLOOP_ENOHOST) == .hostNotFound)
+    // ENOENT is a missing file, not a missing host.
+    #expect(TinyAsyncError(code: -ENOENT) == .system(errno: ENOENT, message: String(cString: strerror(ENOENT))))
     #expect(TinyAsyncError(code: -EBADF) == .closed)
-    #expect(TinyAsyncError(code: -EMSGSIZE) == .delimiterNotFound)
+    #expect(TinyAsyncError(code: CLOOP_ENODELIM) == .delimiterNotFound)
     #expect(TinyAsyncError(code: -EACCES) == .system(errno: EACCES, message: String(cString: strerror(EACCES))))
     // Each named case goes back to the code it came from.
-    for code in [-ECANCELED, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EPIPE, -EADDRINUSE, -EACCES, CLOOP_ENOBACKEND] {
+    for code in [-ECANCELED, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EPIPE, -EADDRINUSE, -EACCES, CLOOP_ENOBACKEND, CLOOP_ENOHOST, CLOOP_ENODELIM] {
       #expect(TinyAsyncError(code: code).code == code)
     }
     #expect(TinyAsyncError.connectionRefused.message == String(cString: strerror(ECONNREFUSED)))

@@ -12,6 +12,11 @@ TEST_IMPL(errors_strerror) {
   ASSERT(strcasestr(msg, "backend") != NULL);
   ASSERT(strcmp(msg, strerror(-CLOOP_ENOBACKEND)) != 0); /* not "Unknown error" */
 
+  /* Our own codes, not borrowed errnos whose text would mislead. */
+  ASSERT(strcasestr(cloop_strerror(CLOOP_ENOHOST), "host not found") != NULL);
+  ASSERT(strcasestr(cloop_strerror(CLOOP_ENODELIM), "delimiter") != NULL);
+  ASSERT(CLOOP_ENOHOST != -ENOENT && CLOOP_ENODELIM != -EMSGSIZE);
+
   ASSERT(cloop_strerror(-20999) != NULL); /* an unknown code still has text */
   return 0;
 }

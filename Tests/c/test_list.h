@@ -199,6 +199,14 @@ TEST_POLL(net_zero_allocations_per_round_trip)
 TEST_POLL(net_connect_localhost_resolved_off_thread)
 TEST(net_suite_on_fallback_when_uring_blocked)
 
+/* test_io.c */
+TEST_POLL(io_round_trip)
+TEST_POLL(io_cancel_and_close)
+TEST_POLL(io_restart_aborts)
+TEST_POLL(io_resolve)
+TEST_POLL(io_connector_and_acceptor)
+TEST_POLL(io_acceptor_emfile_pauses)
+
 /* test_uring_ops.c */
 TEST(uring_ops_native_path)
 TEST(uring_ops_round_trip)

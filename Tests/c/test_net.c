@@ -484,14 +484,14 @@ static intptr_t until_msgsize_main(void *arg) {
   tcp_pair("127.0.0.1", &c, &s);
   char buf[16];
   ASSERT_EQ(cloop_sock_sendall(c, "abcdefgh", 8), 8);
-  /* max bytes hold no delimiter: -EMSGSIZE, and those bytes are gone. */
-  ASSERT_EQ(cloop_sock_recv_until(s, buf, 5, "\n", 1), -EMSGSIZE);
+  /* max bytes hold no delimiter: CLOOP_ENODELIM, and those bytes are gone. */
+  ASSERT_EQ(cloop_sock_recv_until(s, buf, 5, "\n", 1), CLOOP_ENODELIM);
   ASSERT(memcmp(buf, "abcde", 5) == 0);
   ASSERT_EQ(cloop_sock_sendall(c, "\nxy", 3), 3);
   expect_line(s, 16, "\n", "fgh\n");
   /* A delimiter that would end just past max is not seen. */
   ASSERT_EQ(cloop_sock_sendall(c, "1234\n", 5), 5);
-  ASSERT_EQ(cloop_sock_recv_until(s, buf, 6, "4\n", 2), -EMSGSIZE);
+  ASSERT_EQ(cloop_sock_recv_until(s, buf, 6, "4\n", 2), CLOOP_ENODELIM);
   ASSERT(memcmp(buf, "xy1234", 6) == 0);
   expect_line(s, 16, "\n", "\n");
   ASSERT_EQ(cloop_sock_recv_until(s, buf, 4, "", 0), -EINVAL);
@@ -792,7 +792,20 @@ static intptr_t refused_main(void *arg) {
     ASSERT_EQ(cloop_tcp_connect("::1", port), -ECONNREFUSED);
   ASSERT_EQ(count_fds(), fds); /* the failed sockets are closed */
   ASSERT_EQ(cloop_tcp_connect("127.0.0.1", 70000), -EINVAL);
-  ASSERT_EQ(cloop_tcp_listen("not-numeric", 0, 1, 0), -EINVAL);
+  ASSERT_EQ(cloop_tcp_listen("127.0.0.1", 70000, 1, 0), -EINVAL);
+  /* Names are looked up (blocking: a listen happens once); one that does
+     not exist is CLOOP_ENOHOST, or -EAGAIN where no resolver answers. */
+  int r = cloop_tcp_listen("no-such-host.invalid", 0, 1, 0);
+  ASSERT(r == CLOOP_ENOHOST || r == -EAGAIN);
+  /* "localhost" is the IPv4 loopback, as in the Swift layer. */
+  int lfd = cloop_tcp_listen("localhost", 0, 1, 0);
+  ASSERT_GE(lfd, 0);
+  struct sockaddr_in bound;
+  socklen_t blen = sizeof bound;
+  ASSERT_EQ(getsockname(lfd, (struct sockaddr *)&bound, &blen), 0);
+  ASSERT_EQ(bound.sin_family, AF_INET);
+  ASSERT_EQ(ntohl(bound.sin_addr.s_addr), INADDR_LOOPBACK);
+  close(lfd);
   return 0;
 }
 
@@ -1180,14 +1193,14 @@ static intptr_t localhost_main(void *arg) {
   echo_check(fd, 1000, 5);
   ASSERT_EQ(cloop_sock_close(fd), 0);
 
-  /* A name that does not exist: -ENOENT, or -EAGAIN without a resolver;
+  /* A name that does not exist: CLOOP_ENOHOST, or -EAGAIN without a resolver;
      a deadline may also end the wait (the lookup thread is abandoned). */
   cloop_deadline d;
   ASSERT_EQ(cloop_deadline_enter(&d, 500 * MS), 0);
   int r = cloop_tcp_connect("no-such-host.invalid", s.port);
   cloop_deadline_exit(&d);
   fprintf(stderr, "connect(no-such-host.invalid): %s\n", cloop_strerror(r));
-  ASSERT(r == -ENOENT || r == -EAGAIN || r == -ETIMEDOUT);
+  ASSERT(r == CLOOP_ENOHOST || r == -EAGAIN || r == -ETIMEDOUT);
 
   /* Cancelled while the lookup may still run: the task ends with
      -ECANCELED (the thread is abandoned) or, if the answer was in, the

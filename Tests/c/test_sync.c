@@ -126,7 +126,7 @@ static intptr_t event_main(void *arg) {
   ASSERT(!cloop_event_is_set(&S.ev));
   cloop_event_set(&S.ev);
   ASSERT(cloop_event_is_set(&S.ev));
-  ASSERT(S.ev.waiters.first == NULL);
+  ASSERT(!cloop_waiting(&S.ev.waiters));
   yield_n(1);
   expect_log((int[]){0, 1, 2, 3, 4}, 5); /* all of them, in order */
 
@@ -179,7 +179,7 @@ static intptr_t lock_main(void *arg) {
   ASSERT(S.lock.owner == cloop_current_task());
   cloop_lock_release(&S.lock);
   ASSERT(!cloop_lock_locked(&S.lock));
-  ASSERT(S.lock.waiters.first == NULL);
+  ASSERT(!cloop_waiting(&S.lock.waiters));
   yield_n(1);
   release_workers(4);
   return 0;
@@ -496,9 +496,9 @@ static void cancel_parked(int kind) {
   }
   ASSERT_EQ(cloop_queue_try_get(&S.q, &v), -EAGAIN); /* no item left over */
   ASSERT_EQ(S.q.inflight + S.q.slot_grants, 0);
-  ASSERT(S.ev.waiters.first == NULL && S.lock.waiters.first == NULL &&
-         S.sem.waiters.first == NULL && S.q.getters.first == NULL &&
-         S.q.putters.first == NULL);
+  ASSERT(!cloop_waiting(&S.ev.waiters) && !cloop_waiting(&S.lock.waiters) &&
+         !cloop_waiting(&S.sem.waiters) && !cloop_waiting(&S.q.getters) &&
+         !cloop_waiting(&S.q.putters));
   release_workers(3);
 }
 
@@ -654,8 +654,8 @@ static intptr_t deadline_main(void *arg) {
   ASSERT_GE(test_clock_ns() - start, 2 * MS);
   for (int kind = EVENT; kind <= GET; kind++)
     ASSERT_EQ(S.w[kind].r, -ETIMEDOUT);
-  ASSERT(S.ev.waiters.first == NULL && S.lock.waiters.first == NULL &&
-         S.sem.waiters.first == NULL && S.q.getters.first == NULL);
+  ASSERT(!cloop_waiting(&S.ev.waiters) && !cloop_waiting(&S.lock.waiters) &&
+         !cloop_waiting(&S.sem.waiters) && !cloop_waiting(&S.q.getters));
   ASSERT(S.lock.owner == cloop_current_task()); /* untouched */
   ASSERT_EQ(cloop_semaphore_value(&S.sem), 0);
 
@@ -665,7 +665,7 @@ static intptr_t deadline_main(void *arg) {
   ASSERT_EQ(cloop_spawn(cur_loop(), &S.w[PUT].t, deadline_work, &S.w[PUT], NULL), 0);
   ASSERT_EQ(cloop_task_join(S.w[PUT].t), 0);
   ASSERT_EQ(S.w[PUT].r, -ETIMEDOUT);
-  ASSERT(S.q.putters.first == NULL);
+  ASSERT(!cloop_waiting(&S.q.putters));
   ASSERT_EQ(get_now(), 1); /* and 100 never went in */
   ASSERT_EQ(cloop_queue_try_get(&S.q, &v), -EAGAIN);
   expect_log(NULL, 0);
@@ -946,7 +946,7 @@ static intptr_t ring_main(void *arg) {
   for (int i = 0; i < RING; i++) {
     ASSERT(R.finished[i]);
     ASSERT_EQ(cloop_queue_size(&R.q[i]), 0);
-    ASSERT(R.q[i].getters.first == NULL && R.q[i].putters.first == NULL);
+    ASSERT(!cloop_waiting(&R.q[i].getters) && !cloop_waiting(&R.q[i].putters));
     ASSERT_EQ(R.q[i].inflight + R.q[i].slot_grants, 0);
     /* Every token passes every task HOPS / RING times. */
     ASSERT_EQ(R.hops_by_task[i], TOKENS * (HOPS / RING));

@@ -67,7 +67,7 @@ static void enter_critical(void) {
 
 static void cb_woken(cloop_waiter *w, intptr_t value) {
   cbw *c = w->arg;
-  ASSERT(w->list == NULL); /* off the list before its callback runs */
+  ASSERT(w->link.next == NULL); /* off the list before its callback runs */
   c->woken++;
   logged(c->id, value);
 }
@@ -160,7 +160,7 @@ static intptr_t lock_main(void *arg) {
   ASSERT_EQ(cloop_lock_acquire_cb(&S.lock, &c4.w), 1);
   ASSERT_EQ(cloop_waiter_cancel(&c4.w), 1); /* leaves no trace */
   ASSERT_EQ(cloop_waiter_cancel(&c4.w), 0);
-  ASSERT(c4.w.list == NULL);
+  ASSERT(c4.w.link.next == NULL);
 
   cloop_lock_release(&S.lock); /* to worker 0, which has not run yet */
   ASSERT(cloop_lock_locked(&S.lock));
@@ -435,7 +435,7 @@ static intptr_t chain_main(void *arg) {
   ASSERT_EQ(S.w[0].item, 7);
   ASSERT_EQ(chain_next, CHAIN);
   ASSERT_EQ(cloop_queue_size(&S.q), 0);
-  ASSERT(S.q.getters.first == NULL && S.q.putters.first == NULL);
+  ASSERT(!cloop_waiting(&S.q.getters) && !cloop_waiting(&S.q.putters));
   release_worker(0);
   free(getters);
   free(putters);

@@ -79,7 +79,7 @@ TEST_IMPL(uring_ops_native_path) {
             0);
   /* The readiness path would have read already and queued the callback;
      here the recv waits in the SQ for the next poll. */
-  ASSERT(r.op.handle.next == NULL);
+  ASSERT(r.op.handle.link.next == NULL);
   ASSERT(r.op.tag & OP_BIT);
   char peek;
   ASSERT_EQ(recv(sv[0], &peek, 1, MSG_PEEK | MSG_DONTWAIT), 1);
@@ -673,7 +673,7 @@ static void no_sync_cancel_child(void *arg) {
   ASSERT_EQ(cloop_op_recv(loop, &rd.op, sv[0], buf, sizeof buf, 0, on_done,
                           &rd),
             0);
-  ASSERT(rd.op.handle.next != NULL); /* tried at once: readiness path */
+  ASSERT(rd.op.handle.link.next != NULL); /* tried at once: readiness path */
   ASSERT_EQ(cloop_run(loop), 0);
   ASSERT_EQ(rd.calls, 1);
   ASSERT_EQ(rd.result, 3);

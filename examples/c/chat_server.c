@@ -144,7 +144,7 @@ static intptr_t serve_client(void *arg) {
   int skipping = 0; /* inside a line too long: dropping it up to its end */
   for (;;) {
     ssize_t n = cloop_sock_recv_until(c->fd, line, MAX_LINE, "\n", 1);
-    if (n == -EMSGSIZE) { /* MAX_LINE bytes, no newline: they are consumed */
+    if (n == CLOOP_ENODELIM) { /* MAX_LINE bytes, no newline: they are consumed */
       if (!skipping) {
         snprintf(msg, MAX_LINE + 64, "* error: line longer than %d bytes "
                  "dropped\n", MAX_LINE - 1);

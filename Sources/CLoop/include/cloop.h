@@ -29,6 +29,8 @@ extern "C" {
 /* ---- errors ------------------------------------------------------------ */
 
 #define CLOOP_ENOBACKEND (-20001) /* the backend asked for is not available */
+#define CLOOP_ENOHOST (-20002)    /* a host name that resolves to no address */
+#define CLOOP_ENODELIM (-20003)   /* max bytes read, and no delimiter in them */
 
 /* A static message for err (a -errno value or a CLOOP_E* code). */
 const char *cloop_strerror(int err);
@@ -161,19 +163,26 @@ void cloop_unref(cloop_loop *loop);
 
 typedef void (*cloop_fn)(void *arg);
 
-/* A callback and its argument, linked into the ready ring while queued.
-   next/prev are the loop's; next != NULL exactly while queued. */
+/* The link of the library's one intrusive list (circular, with a
+   sentinel, as libuv's queue.h): the ready ring, a future's waiters, a
+   primitive's waiting list. The library's; next == NULL while unlinked. */
+typedef struct cloop_link {
+  struct cloop_link *next, *prev;
+} cloop_link;
+
+/* A callback and its argument, linked into the ready ring while queued
+   (link.next != NULL exactly then). */
 typedef struct cloop_handle {
-  struct cloop_handle *next, *prev;
+  cloop_link link;
   cloop_fn fn;
   void *arg;
 } cloop_handle;
 
-#define CLOOP_HANDLE_INIT(fn, arg) {NULL, NULL, (fn), (arg)}
+#define CLOOP_HANDLE_INIT(fn, arg) {{NULL, NULL}, (fn), (arg)}
 
 /* Sets the callback of an idle handle. (Inline: it sits on hot paths.) */
 static inline void cloop_handle_init(cloop_handle *h, cloop_fn fn, void *arg) {
-  h->next = h->prev = NULL;
+  h->link.next = h->link.prev = NULL;
   h->fn = fn;
   h->arg = arg;
 }
@@ -187,7 +196,7 @@ int cloop_handle_cancel(cloop_loop *loop, cloop_handle *h);
 
 /* 1 while h is queued, else 0. */
 static inline int cloop_handle_queued(const cloop_handle *h) {
-  return h->next != NULL;
+  return h->link.next != NULL;
 }
 
 /* Queues h from any thread and wakes the loop (asyncio's
@@ -230,7 +239,7 @@ int cloop_timer_cancel(cloop_loop *loop, cloop_timer *t);
 /* 1 while t is pending (in the heap, or set aside for the next
    iteration), else 0. */
 static inline int cloop_timer_active(const cloop_timer *t) {
-  return t->index != CLOOP_TIMER_IDLE || t->handle.next != NULL;
+  return t->index != CLOOP_TIMER_IDLE || t->handle.link.next != NULL;
 }
 
 /* Number of timers in the loop's heap. */
@@ -324,6 +333,116 @@ int cloop_op_cancel(cloop_loop *loop, cloop_op *op);
    then close(2)s it. Returns 0 or -errno from close. */
 int cloop_close_fd(cloop_loop *loop, int fd);
 
+/* ---- name resolution: libuv's uv_getaddrinfo --------------------------- */
+
+struct addrinfo;
+typedef struct cloop_resolve cloop_resolve;
+typedef void (*cloop_resolve_fn)(cloop_resolve *req);
+
+/* A name lookup in the caller's memory (zero it before its first use). It
+   completes once: fn(req) runs from the ready ring with req->result 0 and
+   req->addrs the addresses (getaddrinfo's order; free them with
+   cloop_resolve_free), or req->result CLOOP_ENOHOST (no such host),
+   -EAGAIN (the resolver failed for now), -ECANCELED, -ENOMEM or -errno. */
+struct cloop_resolve {
+  cloop_handle handle;     /* the completion, queued on the ready ring */
+  cloop_loop *loop;
+  cloop_resolve_fn fn;
+  void *data;              /* the caller's */
+  int result;
+  struct addrinfo *addrs;
+  struct cloop__lookup *lookup; /* the library's: the lookup in flight */
+};
+
+/* Resolves host:port for socktype (SOCK_STREAM, SOCK_DGRAM); flags 0, or
+   AI_PASSIVE for an address to bind. A numeric host is parsed here; a name
+   is looked up on a thread of its own, off the loop's, and the answer comes
+   back through cloop_call_threadsafe (the loop stays alive meanwhile).
+   Returns 0, or -EINVAL (no host, a port outside 0-65535), -ENOMEM,
+   -EAGAIN (no thread now); then fn is not called. */
+int cloop_resolve_start(cloop_loop *loop, cloop_resolve *req, const char *host,
+                        int port, int socktype, int flags, cloop_resolve_fn fn,
+                        void *data);
+/* Ends a lookup early: fn runs with -ECANCELED, and the thread's answer is
+   dropped when it comes. Returns 1 if the lookup was in flight, else 0 (its
+   callback may still be queued). */
+int cloop_resolve_cancel(cloop_resolve *req);
+/* Frees req->addrs (none is fine). */
+void cloop_resolve_free(cloop_resolve *req);
+
+/* ---- TCP: listening, accepting, connecting (the socket policy) --------
+
+   One policy for every user: the coroutine level's cloop_sock_accept and
+   cloop_tcp_connect are these callback-level helpers and a wait, and the
+   Swift layer calls them too. Sockets are non-blocking and close-on-exec;
+   TCP_NODELAY is set on accepted and connected TCP sockets. */
+
+enum { CLOOP_REUSEPORT = 1 }; /* cloop_tcp_listen flags */
+
+/* Binds and listens (SO_REUSEADDR; SO_REUSEPORT with CLOOP_REUSEPORT) on
+   host -- numeric ("127.0.0.1", "::1"), NULL for every IPv4 interface,
+   "localhost" for 127.0.0.1, or a name, which is looked up here, blocking
+   -- and port (0 picks a free one; read it with cloop_sock_port). Needs no
+   task. Returns the fd, or -EINVAL (a port outside 0-65535),
+   CLOOP_ENOHOST, -EADDRINUSE, -errno. */
+int cloop_tcp_listen(const char *host, int port, int backlog, int flags);
+
+/* The local port of a bound socket, or -errno. */
+int cloop_sock_port(int fd);
+
+typedef struct cloop_acceptor cloop_acceptor;
+typedef void (*cloop_acceptor_fn)(cloop_acceptor *a);
+
+/* Accepts one connection, with the policy a server needs: a connection
+   that left before it was taken (ECONNABORTED) is skipped; out of file
+   descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the error is
+   reported after a 10 ms pause, since the connection stays queued and a
+   caller that retried at once would spin. fn(a) runs once from the ready
+   ring with a->result the new fd (its peer in a->op.addr) or -errno. Zero
+   it before its first use. */
+struct cloop_acceptor {
+  cloop_op op;
+  cloop_timer pause;
+  cloop_acceptor_fn fn;
+  void *data;              /* the caller's */
+  int result;
+  uint8_t state, cancelled; /* the library's */
+};
+
+/* Returns 0, or what cloop_op_accept returns (then fn is not called). */
+int cloop_accept_start(cloop_loop *loop, cloop_acceptor *a, int fd,
+                       cloop_acceptor_fn fn, void *data);
+/* Ends it early: fn runs with -ECANCELED, or with the fd if one had been
+   accepted already. Returns 1 if it was under way, else 0. */
+int cloop_accept_cancel(cloop_acceptor *a);
+
+typedef struct cloop_connector cloop_connector;
+typedef void (*cloop_connector_fn)(cloop_connector *c);
+
+/* Connects over TCP to host:port: resolves host (cloop_resolve), then
+   tries each address in turn until one connects. fn(c) runs once from the
+   ready ring with c->result the connected fd or the last attempt's error
+   (-ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ...; CLOOP_ENOHOST, -EAGAIN
+   from the lookup). Zero it before its first use. */
+struct cloop_connector {
+  cloop_resolve resolve;
+  cloop_op op;
+  cloop_connector_fn fn;
+  void *data;              /* the caller's */
+  int result;
+  /* the library's: */
+  struct addrinfo *next;   /* the addresses not tried yet */
+  int fd, last_error;
+  uint8_t state, cancelled;
+};
+
+/* Returns 0, or -EINVAL, -ENOMEM, -EAGAIN (then fn is not called). */
+int cloop_connect_start(cloop_loop *loop, cloop_connector *c, const char *host,
+                        int port, cloop_connector_fn fn, void *data);
+/* Ends it early: fn runs with -ECANCELED, or with the fd if the connect
+   had succeeded already. Returns 1 if it was under way, else 0. */
+int cloop_connect_cancel(cloop_connector *c);
+
 /* ---- coroutine level: futures ---------------------------------------- */
 
 /* A future is pending until it is completed once, with a value, an error
@@ -334,7 +453,7 @@ int cloop_close_fd(cloop_loop *loop, int fd);
 enum { CLOOP_PENDING = 0, CLOOP_DONE = 1, CLOOP_FAILED = 2, CLOOP_CANCELLED = 3 };
 
 typedef struct cloop_future {
-  cloop_handle waiters; /* sentinel of the parked handles */
+  cloop_link waiters;   /* sentinel of the parked handles' links */
   cloop_loop *loop;
   intptr_t value;       /* CLOOP_DONE */
   int error;            /* CLOOP_FAILED / CLOOP_CANCELLED: -errno */
@@ -346,8 +465,6 @@ typedef struct cloop_future {
 /* Prepares a pending future of loop. (Inline: one per await.) */
 static inline void cloop_future_init(cloop_future *f, cloop_loop *loop) {
   f->waiters.next = f->waiters.prev = &f->waiters;
-  f->waiters.fn = NULL;
-  f->waiters.arg = NULL;
   f->loop = loop;
   f->value = 0;
   f->error = 0;
@@ -478,6 +595,12 @@ typedef void (*cloop_unretrieved_fn)(cloop_task *t, int err, void *arg);
 void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
                                 void *arg);
 
+/* What the stack overflow report advises after "its stack is N KiB; "
+   (default: "raise cloop_options.stack_size, or keep large values off the
+   stack"), for an embedder whose users set the size elsewhere (the Swift
+   layer). Process-wide; advice must stay valid. Call it before tasks run. */
+void cloop_set_overflow_advice(const char *advice);
+
 /* The switch the loop's coroutines use (never AUTO). */
 cloop_switch cloop_loop_switch(const cloop_loop *loop);
 const char *cloop_switch_name(cloop_switch mode);
@@ -488,7 +611,8 @@ const char *cloop_switch_name(cloop_switch mode);
    the caller's memory, belongs to one loop's thread, and allocates nothing:
    a waiting task links the waiter record every task has into the
    primitive's FIFO list (so shared-stack tasks use them freely). A
-   primitive must not move or be dropped while a task waits on it.
+   primitive must not move once initialised (its list points to itself)
+   and must not be dropped while anything waits on it.
 
    Waking is handing over: a release gives the lock or permit, and a put
    gives its item, straight to the first waiter, so a task that comes
@@ -514,7 +638,6 @@ const char *cloop_switch_name(cloop_switch mode);
    Until then cloop_waiter_cancel(w) takes w off the list, having received
    nothing. w must not move while it waits. */
 
-struct cloop__waitlist;
 typedef struct cloop_waiter cloop_waiter;
 /* Called once with the waiter whose turn it is; value: see above. */
 typedef void (*cloop_waiter_fn)(cloop_waiter *w, intptr_t value);
@@ -523,14 +646,15 @@ struct cloop_waiter {
   cloop_waiter_fn fn; /* set by cloop_waiter_init */
   void *arg;          /* yours */
   /* the library's: */
-  cloop_waiter *next, *prev;
-  struct cloop__waitlist *list; /* the list w waits in, or NULL */
-  intptr_t item;                /* a waiting cloop_queue_put_cb's item */
+  cloop_link link;    /* in the primitive's waiting list while it waits */
+  intptr_t item;      /* a waiting cloop_queue_put_cb's item */
 };
 
-typedef struct cloop__waitlist {
-  cloop_waiter *first, *last;
-} cloop__waitlist;
+/* 1 while anything waits in a primitive's waiting list (its `waiters`,
+   `getters` or `putters`), else 0. */
+static inline int cloop_waiting(const cloop_link *list) {
+  return list->next != list;
+}
 
 void cloop_waiter_init(cloop_waiter *w, cloop_waiter_fn fn, void *arg);
 /* Takes w off the list it waits in: returns 1, and fn will not be called;
@@ -539,7 +663,7 @@ int cloop_waiter_cancel(cloop_waiter *w);
 
 /* Event: a flag that tasks can wait for (asyncio.Event). */
 typedef struct cloop_event {
-  cloop__waitlist waiters;
+  cloop_link waiters;
   int is_set;
 } cloop_event;
 
@@ -557,7 +681,7 @@ int cloop_event_is_set(const cloop_event *e);
    try call outside tasks, is held by "code outside tasks": any code
    outside tasks may release it, and no task may. */
 typedef struct cloop_lock {
-  cloop__waitlist waiters;
+  cloop_link waiters;
   cloop_task *owner; /* the holding task; NULL if free or held outside tasks */
   int held;
 } cloop_lock;
@@ -573,7 +697,7 @@ int cloop_lock_locked(const cloop_lock *l);
    from any code of the loop's thread, also outside tasks; it is not
    bounded by the initial value. */
 typedef struct cloop_semaphore {
-  cloop__waitlist waiters;
+  cloop_link waiters;
   size_t value; /* permits free; 0 while tasks wait */
 } cloop_semaphore;
 
@@ -595,7 +719,7 @@ typedef struct cloop_queue {
   size_t cap, head, len;
   size_t inflight;    /* items handed to getter tasks that have not run yet */
   size_t slot_grants; /* slots promised to putter tasks that have not run yet */
-  cloop__waitlist getters, putters;
+  cloop_link getters, putters;
 } cloop_queue;
 
 /* Returns 0, or -EINVAL if buf is NULL or cap is 0. */
@@ -626,27 +750,16 @@ size_t cloop_queue_size(const cloop_queue *q);
    Sockets are non-blocking and close-on-exec; TCP_NODELAY is set on
    connected and accepted TCP sockets. Errors are -errno. */
 
-enum { CLOOP_REUSEPORT = 1 }; /* cloop_tcp_listen flags */
-
-/* In a task: connects to host:port over TCP (IPv4 or IPv6; a host name
-   that is not numeric is resolved off the loop's thread, and the answer
-   comes back through cloop_call_threadsafe). Tries each address in turn.
+/* In a task: connects to host:port over TCP (cloop_connect_start: a name
+   is resolved off the loop's thread; each address is tried in turn).
    Returns the fd, or -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, ...; a
-   failed name lookup is -ENOENT (no such host) or -EAGAIN (try later). */
+   failed name lookup is CLOOP_ENOHOST (no such host) or -EAGAIN (try
+   later). */
 int cloop_tcp_connect(const char *host, int port);
 
-/* Binds and listens (SO_REUSEADDR; SO_REUSEPORT with CLOOP_REUSEPORT) on
-   a numeric host ("127.0.0.1", "::1", NULL for all IPv4 addresses); port 0
-   picks a free one (read it with cloop_sock_port). Needs no task. Returns
-   the fd or -errno. */
-int cloop_tcp_listen(const char *host, int port, int backlog, int flags);
-
-/* The local port of a bound socket, or -errno. */
-int cloop_sock_port(int fd);
-
-/* In a task: the next connection's fd. Out of file descriptors (-EMFILE,
-   -ENFILE) it returns that error after a 10 ms pause, so a retrying accept
-   loop does not spin. */
+/* In a task: the next connection's fd (cloop_accept_start's policy: out
+   of file descriptors, -EMFILE or -ENFILE comes after a 10 ms pause, so a
+   retrying accept loop does not spin). */
 int cloop_sock_accept(int fd);
 
 /* In a task: up to len bytes; 0 at EOF. */
@@ -662,8 +775,8 @@ ssize_t cloop_sock_sendall(int fd, const void *buf, size_t len);
 /* In a task: reads up to and including the first `delim` (the seed's
    sock_recv that stops at a delimiter), never past it: bytes after it stay
    in the socket for the next read. Returns the count, or at EOF what came
-   before it (0 if nothing), or -EMSGSIZE once max bytes hold no delimiter
-   (those bytes are consumed). */
+   before it (0 if nothing), or CLOOP_ENODELIM once max bytes hold no
+   delimiter (those bytes are consumed). */
 ssize_t cloop_sock_recv_until(int fd, void *buf, size_t max,
                               const void *delim, size_t delim_len);
 
@@ -679,6 +792,17 @@ int cloop_sock_close(int fd);
 /* Checks the timer heap: every parent's key <= its children's and every
    timer's index matches its slot. Returns 0, or -1 and prints the fault. */
 int cloop_debug_verify_heap(const cloop_loop *loop);
+
+/* Puts the loop on a manual clock that starts at start_ns: cloop_now then
+   moves only by cloop_debug_advance_clock and, when the loop would wait for
+   its earliest timer with nothing else to do (no I/O arrived in a poll
+   that does not wait), by jumping to that deadline -- what the wait would
+   have done on the real clock, as tokio's paused time does. An iteration
+   that may not wait (cloop_run_once(loop, 0)) never moves it. For tests
+   that must be exact, not sleepy. */
+void cloop_debug_manual_clock(cloop_loop *loop, uint64_t start_ns);
+/* Moves a manual clock forward by ns. */
+void cloop_debug_advance_clock(cloop_loop *loop, uint64_t ns);
 
 /* How stack guards are made here: 1 for page-table guard markers
    (MADV_GUARD_INSTALL, no mapping per stack), 0 for mprotect, whose one

@@ -8,9 +8,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
-#include "ring.h"
-#include "task.h"
+#include "loop/list.h"
+#include "loop/loop.h"
+/* The one coroutine-level header included here: the batch resumes a task
+   in place (see iterate). */
+#include "coro/task.h"
 
 __thread char cloop__thread_marker __attribute__((tls_model("initial-exec")));
 /* The loop whose cloop_run / cloop_run_once is on this thread's stack. */
@@ -45,29 +47,19 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
   int r = pick_backend(opts, &backend);
   if (r < 0)
     return r;
-  cloop_switch switch_mode;
-  if (cloop__switch_resolve(opts ? opts->switch_mode : CLOOP_SWITCH_AUTO,
-                            &switch_mode) < 0)
-    return -EINVAL;
-  size_t stack_size = opts && opts->stack_size ? opts->stack_size
-                                                : CLOOP_STACK_DEFAULT;
-  if (stack_size < 16384)
-    return -EINVAL;
-
   cloop_loop *loop = calloc(1, sizeof *loop);
   if (!loop)
     return -ENOMEM;
-  loop->switch_mode = switch_mode;
-  loop->task_stack = opts && opts->task_stack == CLOOP_STACK_SHARED
-                         ? CLOOP_STACK_SHARED : CLOOP_STACK_PRIVATE;
-  cloop__stack_pool_init(&loop->stacks, stack_size);
-  cloop__slab_init(&loop->task_slab, CLOOP__TASK_SLOT);
-  cloop__slab_init(&loop->interests, cloop__interest_size);
-  cloop__slab_init(&loop->net_ops, cloop__net_op_size);
-  ring_init(&loop->ready);
-  ring_init(&loop->ts_ring);
+  list_init(&loop->ready);
+  list_init(&loop->ts_ring);
   pthread_mutex_init(&loop->ts_lock, NULL);
+  cloop__slab_init(&loop->interests, cloop__interest_size);
   loop->owner = &cloop__thread_marker;
+  if ((r = cloop__coro_open(loop, opts)) < 0) {
+    pthread_mutex_destroy(&loop->ts_lock);
+    free(loop);
+    return r;
+  }
   /* Auto tries io_uring (set-up plus an opcode probe) and falls back to
      epoll on any failure: EPERM under seccomp or io_uring_disabled,
      ENOSYS on old kernels, ENOMEM from RLIMIT_MEMLOCK. io_uring asked for
@@ -87,6 +79,7 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
     r = CLOOP_ENOBACKEND;
   }
   if (r < 0) {
+    cloop__coro_close(loop, 1);
     pthread_mutex_destroy(&loop->ts_lock);
     free(loop);
     return r;
@@ -100,18 +93,15 @@ int cloop_loop_free(cloop_loop *loop) {
   CLOOP__CHECK(loop, "cloop_loop_free");
   if (loop->running)
     cloop__misuse("cloop_loop_free called while the loop is running");
-  cloop__tasks_close(loop);
+  cloop__coro_close(loop, 0); /* the tasks first: they may hold the rest */
   pthread_mutex_lock(&loop->ts_lock);
-  int ts_busy = !ring_empty(&loop->ts_ring);
+  int ts_busy = !list_empty(&loop->ts_ring);
   pthread_mutex_unlock(&loop->ts_lock);
-  if (ts_busy || !ring_empty(&loop->ready) || loop->timers.len || loop->alive)
+  if (ts_busy || !list_empty(&loop->ready) || loop->timers.len || loop->alive)
     return -EBUSY;
   loop->ops->close(loop);
-  cloop__stack_pool_free(&loop->stacks);
-  cloop__slab_free(&loop->task_slab);
+  cloop__coro_close(loop, 1);
   cloop__slab_free(&loop->interests);
-  cloop__slab_free(&loop->net_ops);
-  cloop__ctx_free(&loop->main_ctx);
   cloop__heap_free(&loop->timers);
   free(loop->fds);
   pthread_mutex_destroy(&loop->ts_lock);
@@ -120,8 +110,8 @@ int cloop_loop_free(cloop_loop *loop) {
 }
 
 void cloop__loop_discard(cloop_loop *loop) {
-  while (!ring_empty(&loop->ready))
-    ring_pop(&loop->ready);
+  while (!list_empty(&loop->ready))
+    list_pop(&loop->ready);
   while (loop->timers.len)
     cloop__heap_remove(&loop->timers, loop->timers.len - 1);
   for (int fd = 0; fd < loop->nfds; fd++) {
@@ -131,8 +121,8 @@ void cloop__loop_discard(cloop_loop *loop) {
       cloop_unwatch(loop, loop->fds[fd].writer);
   }
   pthread_mutex_lock(&loop->ts_lock);
-  while (!ring_empty(&loop->ts_ring))
-    ring_pop(&loop->ts_ring);
+  while (!list_empty(&loop->ts_ring))
+    list_pop(&loop->ts_ring);
   atomic_store(&loop->ts_pending, 0);
   pthread_mutex_unlock(&loop->ts_lock);
   loop->alive = 0;
@@ -147,14 +137,23 @@ uint64_t cloop_now(cloop_loop *loop) {
 }
 
 void cloop_update_time(cloop_loop *loop) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  loop->now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  loop->now = loop->manual_clock ? loop->manual_now : cloop__clock_ns();
   loop->now_fresh = 1;
 }
 
-cloop_switch cloop_loop_switch(const cloop_loop *loop) {
-  return loop->switch_mode;
+void cloop_debug_manual_clock(cloop_loop *loop, uint64_t start_ns) {
+  CLOOP__CHECK(loop, "cloop_debug_manual_clock");
+  loop->manual_clock = 1;
+  loop->manual_now = start_ns;
+  cloop_update_time(loop);
+}
+
+void cloop_debug_advance_clock(cloop_loop *loop, uint64_t ns) {
+  CLOOP__CHECK(loop, "cloop_debug_advance_clock");
+  if (!loop->manual_clock)
+    cloop__misuse("cloop_debug_advance_clock on a loop without a manual clock");
+  loop->manual_now += ns;
+  cloop_update_time(loop);
 }
 
 cloop_backend cloop_loop_backend(const cloop_loop *loop) {
@@ -183,22 +182,34 @@ void cloop_unref(cloop_loop *loop) {
 
 void cloop_call_soon(cloop_loop *loop, cloop_handle *h) {
   CLOOP__CHECK(loop, "cloop_call_soon");
-  if (__builtin_expect(h->next != NULL, 0))
+  if (__builtin_expect(h->link.next != NULL, 0))
     cloop__misuse("cloop_call_soon: handle %p is already queued", (void *)h);
-  ring_push(&loop->ready, h);
+  list_push(&loop->ready, &h->link);
 }
 
 int cloop_handle_cancel(cloop_loop *loop, cloop_handle *h) {
   CLOOP__CHECK(loop, "cloop_handle_cancel");
-  if (!h->next)
+  if (!h->link.next)
     return 0;
-  ring_remove(h);
+  list_remove(&h->link);
   return 1;
 }
 
 void cloop_stop(cloop_loop *loop) {
   CLOOP__CHECK(loop, "cloop_stop");
   loop->stopping = 1;
+}
+
+/* A manual clock (tests) jumps to the earliest deadline when the loop would
+   otherwise wait for it: what a poll with that timeout would have done on
+   the real clock, as tokio's paused time does. Only while nothing else came
+   in (no I/O, no thread-safe call) and within the caller's timeout. */
+static void advance_manual(cloop_loop *loop, int64_t wait) {
+  if (wait <= 0 || atomic_load_explicit(&loop->ts_pending, memory_order_acquire) ||
+      !list_empty(&loop->ready))
+    return;
+  loop->manual_now += (uint64_t)wait;
+  cloop_update_time(loop);
 }
 
 /* One iteration, in DESIGN.md's order. Returns 1 while work remains, 0 when
@@ -210,7 +221,7 @@ iterate(cloop_loop *loop, int64_t timeout_ns) {
      keep the loop alive. */
   int64_t wait;
   int ts = atomic_load_explicit(&loop->ts_pending, memory_order_acquire);
-  if (!ring_empty(&loop->ready) || ts) {
+  if (!list_empty(&loop->ready) || ts) {
     wait = 0;
   } else if (loop->timers.len) {
     cloop_update_time(loop); /* the last batch took time: count from now */
@@ -230,9 +241,12 @@ iterate(cloop_loop *loop, int64_t timeout_ns) {
      syscall. With watchers it runs every iteration, so ready work never
      starves I/O; with submissions queued (poll_pending) too. */
   if (wait != 0 || loop->nwatchers || loop->poll_pending) {
-    int r = loop->ops->poll(loop, wait);
+    int manual = __builtin_expect(loop->manual_clock, 0) && loop->timers.len;
+    int r = loop->ops->poll(loop, manual ? 0 : wait);
     if (r < 0)
       return r;
+    if (manual && r == 0)
+      advance_manual(loop, wait);
     ts = 1; /* a wake-up may have arrived during the poll */
   }
   if (ts)
@@ -247,21 +261,27 @@ iterate(cloop_loop *loop, int64_t timeout_ns) {
 
   /* 4. Run the handles queued now; those they queue wait for the next
      iteration. The batch moves to a local sentinel in O(1); a handle in it
-     can still be cancelled, since unlinking needs no head. */
-  cloop_handle batch;
-  ring_init(&batch);
-  ring_splice(&batch, &loop->ready);
-  while (!ring_empty(&batch)) {
-    cloop_handle *h = ring_pop(&batch);
-    if (h->fn == cloop__task_step) /* the one exception: see task.h */
+     can still be cancelled, since unlinking needs no head.
+     The one exception to "call h->fn": a task's step handle resumes the
+     task right here, the switch inlined into this frame (coro/task.h). A
+     switch inside a called function costs the call and the return after
+     it, which the CPU mispredicts after every switch: RESUME_SHORTCUT_NOTE */
+  cloop_link batch;
+  list_init(&batch);
+  list_splice(&batch, &loop->ready);
+  while (!list_empty(&batch)) {
+    cloop_handle *h = list_handle(list_pop(&batch));
+#ifndef CLOOP_NO_RESUME_SHORTCUT
+    if (h->fn == cloop__task_step)
       cloop__task_resume(loop, h->arg);
     else
+#endif
       h->fn(h->arg);
   }
   if (timers_due)
     cloop__run_due_timers(loop, now, seq_limit);
 
-  return !ring_empty(&loop->ready) || loop->timers.len || loop->alive ||
+  return !list_empty(&loop->ready) || loop->timers.len || loop->alive ||
          atomic_load_explicit(&loop->ts_pending, memory_order_relaxed);
 }
 

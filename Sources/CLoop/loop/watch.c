@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "ring.h"
+#include "loop/loop.h"
+#include "loop/list.h"
 
 void cloop_watcher_init(cloop_watcher *w) {
   memset(w, 0, sizeof *w);
@@ -78,8 +78,8 @@ int cloop_unwatch(cloop_loop *loop, cloop_watcher *w) {
   else
     s->writer = NULL;
   loop->ops->watch(loop, w->fd, old, slot_mask(s));
-  if (w->handle.next)
-    ring_remove(&w->handle);
+  if (w->handle.link.next)
+    list_remove(&w->handle.link);
   w->loop = NULL;
   w->fd = -1;
   loop->alive--;
@@ -91,8 +91,8 @@ void cloop__fd_ready(cloop_loop *loop, int fd, int mask) {
   if (fd < 0 || fd >= loop->nfds)
     return;
   cloop__fd_slot *s = &loop->fds[fd];
-  if ((mask & CLOOP_READABLE) && s->reader && !s->reader->handle.next)
-    ring_push(&loop->ready, &s->reader->handle);
-  if ((mask & CLOOP_WRITABLE) && s->writer && !s->writer->handle.next)
-    ring_push(&loop->ready, &s->writer->handle);
+  if ((mask & CLOOP_READABLE) && s->reader && !s->reader->handle.link.next)
+    list_push(&loop->ready, &s->reader->handle.link);
+  if ((mask & CLOOP_WRITABLE) && s->writer && !s->writer->handle.link.next)
+    list_push(&loop->ready, &s->writer->handle.link);
 }

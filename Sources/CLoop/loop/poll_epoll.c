@@ -10,7 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "loop/loop.h"
 
 #define WAKE_TAG UINT64_MAX /* epoll data of the eventfd; fds use data.u64 = fd */
 #define MAX_EVENTS 1024     /* per poll; the rest come in the next one */

@@ -2,8 +2,8 @@
  * send as objects in the caller's memory that complete with a callback.
  *
  * This is the io_uring model ("start it; hear when it is done") offered on
- * both backends. A backend with operations of its own (io_uring) provides
- * op_start/op_cancel in its ops table. Otherwise, as on epoll, the
+ * both backends. A backend with operations of its own (io_uring) gives
+ * them in a second table (loop->io, see the poller contract). Otherwise, as on epoll, the
  * operation tries its syscall at once and, on EAGAIN, waits for readiness
  * with an fd watcher and tries again -- what asyncio's sock_recv does with
  * add_reader.
@@ -30,8 +30,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "ring.h"
+#include "loop/loop.h"
+#include "loop/list.h"
 
 enum { OP_IDLE = 0, OP_IN_FLIGHT, OP_COMPLETE };
 
@@ -181,9 +181,19 @@ static void on_ready(void *arg) {
   op->fn(op);
 }
 
+/* Misuse checks first, before any field of op changes: an op in flight,
+   or one whose callback is queued, is the loop's until that callback. */
+static void check_idle(cloop_loop *loop, cloop_op *op) {
+  CLOOP__CHECK(loop, "starting an I/O operation");
+  if (op->state == OP_IN_FLIGHT)
+    cloop__misuse("I/O operation %p started again while in flight", (void *)op);
+  if (op->handle.link.next)
+    cloop__misuse("I/O operation %p started again while its callback is "
+                  "queued", (void *)op);
+}
+
 static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
                  cloop_op_fn fn, void *data) {
-  CLOOP__CHECK(loop, "starting an I/O operation");
   if (fd < 0)
     return -EBADF;
   if (!fn)
@@ -191,9 +201,6 @@ static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
   int r = cloop__fd_reserve(loop, fd);
   if (r < 0)
     return r;
-  if (op->handle.next)
-    cloop__misuse("I/O operation %p started again while its callback is "
-                  "queued", (void *)op);
   op->loop = loop;
   op->kind = kind;
   op->fd = fd;
@@ -201,17 +208,14 @@ static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
   op->data = data;
   op->result = 0;
   op->connecting = 0;
-  op->handle.next = op->handle.prev = NULL;
   cloop_op **slot = side_slot(loop, op);
-  if (*slot == op)
-    cloop__misuse("I/O operation %p started again while in flight", (void *)op);
   if (*slot)
     return -EBUSY;
 
-  if (loop->ops->op_start) { /* the backend's own operations */
+  if (loop->io) { /* the backend's own operations */
     *slot = op; /* first: the backend may complete it at once */
     op->state = OP_IN_FLIGHT;
-    r = loop->ops->op_start(loop, op);
+    r = loop->io->start(loop, op);
     if (r < 0) {
       *slot = NULL;
       op->state = OP_IDLE;
@@ -255,6 +259,7 @@ static int start(cloop_loop *loop, cloop_op *op, int kind, int fd,
 
 int cloop_op_recv(cloop_loop *loop, cloop_op *op, int fd, void *buf,
                   size_t len, int flags, cloop_op_fn fn, void *data) {
+  check_idle(loop, op);
   op->buf = buf;
   op->len = len;
   op->flags = flags;
@@ -263,6 +268,7 @@ int cloop_op_recv(cloop_loop *loop, cloop_op *op, int fd, void *buf,
 
 int cloop_op_send(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
                   size_t len, int flags, cloop_op_fn fn, void *data) {
+  check_idle(loop, op);
   op->buf = (void *)buf;
   op->len = len;
   op->flags = flags;
@@ -271,6 +277,7 @@ int cloop_op_send(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
 
 int cloop_op_accept(cloop_loop *loop, cloop_op *op, int fd, cloop_op_fn fn,
                     void *data) {
+  check_idle(loop, op);
   op->buf = NULL;
   op->len = 0;
   op->flags = 0;
@@ -280,6 +287,7 @@ int cloop_op_accept(cloop_loop *loop, cloop_op *op, int fd, cloop_op_fn fn,
 int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
                      const struct sockaddr *addr, socklen_t addrlen,
                      cloop_op_fn fn, void *data) {
+  check_idle(loop, op);
   if (addrlen > sizeof op->addr)
     return -EINVAL;
   memcpy(&op->addr, addr, addrlen);
@@ -294,8 +302,8 @@ int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
 static int finish_early(cloop_loop *loop, cloop_op *op, int result) {
   if (op->state != OP_IN_FLIGHT)
     return 0;
-  if (loop->ops->op_cancel) {
-    loop->ops->op_cancel(loop, op); /* the backend forgets the submission */
+  if (loop->io) {
+    loop->io->cancel(loop, op); /* the backend forgets the submission */
     if (op->state != OP_IN_FLIGHT)
       return 0; /* the kernel had finished it: its result stands */
   } else {

@@ -41,34 +41,15 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "internal.h"
-#include "task.h"
+#include "coro/task.h"
+#include "loop/list.h"
 
 typedef cloop_waiter waiter;
 
-/* ---- the FIFO list of waiters ------------------------------------------- */
+/* ---- the FIFO list of waiters (list.h) ------------------------------------ */
 
-static void push(cloop__waitlist *l, waiter *w) {
-  w->next = NULL;
-  w->prev = l->last;
-  w->list = l;
-  if (l->last)
-    l->last->next = w;
-  else
-    l->first = w;
-  l->last = w;
-}
-
-static void unlink_waiter(cloop__waitlist *l, waiter *w) {
-  if (w->prev)
-    w->prev->next = w->next;
-  else
-    l->first = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
-  else
-    l->last = w->prev;
-  w->list = NULL;
+static waiter *first(cloop_link *l) {
+  return list_empty(l) ? NULL : CLOOP__CONTAINER(l->next, waiter, link);
 }
 
 /* A task's record: the turn is the task's once its future is complete. */
@@ -82,24 +63,23 @@ static int is_task(const waiter *w) { return w->fn == task_woken; }
 /* Takes the first waiter off l and hands it value. l must not be empty;
    the caller's bookkeeping must be done, as a callback runs here (and may
    free its record). */
-static void wake_first(cloop__waitlist *l, intptr_t value) {
-  waiter *w = l->first;
-  unlink_waiter(l, w);
+static void wake_first(cloop_link *l, intptr_t value) {
+  waiter *w = first(l);
+  list_remove(&w->link);
   w->fn(w, value);
 }
 
 void cloop_waiter_init(cloop_waiter *w, cloop_waiter_fn fn, void *arg) {
   w->fn = fn;
   w->arg = arg;
-  w->next = w->prev = NULL;
-  w->list = NULL;
+  w->link.next = w->link.prev = NULL;
   w->item = 0;
 }
 
 int cloop_waiter_cancel(cloop_waiter *w) {
-  if (!w->list)
+  if (!w->link.next)
     return 0;
-  unlink_waiter(w->list, w);
+  list_remove(&w->link);
   return 1;
 }
 
@@ -110,10 +90,7 @@ int cloop_waiter_cancel(cloop_waiter *w) {
    return), else 0. An await on a complete future does exactly that check
    without suspending. */
 static cloop_task *enter(const char *fn, int *r) {
-  cloop_task *t = cloop_current_task();
-  if (!t)
-    cloop__misuse("%s called outside a task (on the loop's own stack or "
-                  "another thread)", fn);
+  cloop_task *t = cloop__task_or_abort(fn);
   *r = cloop__interruption(t);
   return t;
 }
@@ -122,37 +99,37 @@ static cloop_task *enter(const char *fn, int *r) {
    *value the handed value, or the interruption (-ECANCELED / -ETIMEDOUT)
    with *handed telling whether the turn had been handed anyway (then
    *value is set too). The record is the task's own (task.h). */
-static int wait_turn(cloop_task *t, cloop__waitlist *l, intptr_t *value,
+static int wait_turn(cloop_task *t, cloop_link *l, intptr_t *value,
                      int *handed) {
   waiter *w = &t->waiter.w;
   cloop_future *done = &t->waiter.done;
   *handed = 0;
   cloop_future_init(done, cloop_task_loop(t));
   cloop_waiter_init(w, task_woken, t);
-  push(l, w);
+  list_push(l, &w->link);
   int r = cloop_await(done, value);
   if (cloop_future_done(done)) {
     *handed = 1;
     if (value)
       *value = done->value; /* cloop_await sets it only when it returns 0 */
   } else {
-    unlink_waiter(l, w);
+    list_remove(&w->link);
   }
   return r;
 }
 
 /* Parks a callback waiter: 1, what the *_cb calls return when w waits. */
-static int wait_cb(cloop__waitlist *l, waiter *w) {
-  if (w->list)
+static int wait_cb(cloop_link *l, waiter *w) {
+  if (w->link.next)
     cloop__misuse("cloop_waiter %p is already waiting", (void *)w);
-  push(l, w);
+  list_push(l, &w->link);
   return 1;
 }
 
 /* ---- Event --------------------------------------------------------------- */
 
 void cloop_event_init(cloop_event *e) {
-  e->waiters.first = e->waiters.last = NULL;
+  list_init(&e->waiters);
   e->is_set = 0;
 }
 
@@ -176,7 +153,7 @@ void cloop_event_set(cloop_event *e) {
   e->is_set = 1;
   /* In the order they came. Callbacks may not touch the event (cloop.h),
      so the list only shrinks. */
-  while (e->waiters.first)
+  while (first(&e->waiters))
     wake_first(&e->waiters, 0);
 }
 
@@ -187,7 +164,7 @@ int cloop_event_is_set(const cloop_event *e) { return e->is_set; }
 /* ---- Lock ---------------------------------------------------------------- */
 
 void cloop_lock_init(cloop_lock *l) {
-  l->waiters.first = l->waiters.last = NULL;
+  list_init(&l->waiters);
   l->owner = NULL;
   l->held = 0;
 }
@@ -195,7 +172,7 @@ void cloop_lock_init(cloop_lock *l) {
 /* The holder lets go: the first waiter becomes the holder at once (a
    callback waiter as "code outside tasks"). */
 static void lock_pass(cloop_lock *l) {
-  waiter *w = l->waiters.first;
+  waiter *w = first(&l->waiters);
   l->held = w != NULL;
   l->owner = w && is_task(w) ? w->arg : NULL;
   if (w)
@@ -255,7 +232,7 @@ int cloop_lock_locked(const cloop_lock *l) { return l->held; }
 /* ---- Semaphore ------------------------------------------------------------ */
 
 void cloop_semaphore_init(cloop_semaphore *s, size_t value) {
-  s->waiters.first = s->waiters.last = NULL;
+  list_init(&s->waiters);
   s->value = value;
 }
 
@@ -282,7 +259,7 @@ int cloop_semaphore_acquire_cb(cloop_semaphore *s, cloop_waiter *w) {
 }
 
 void cloop_semaphore_release(cloop_semaphore *s) {
-  if (s->waiters.first)
+  if (first(&s->waiters))
     wake_first(&s->waiters, 0); /* the permit goes straight to it */
   else
     s->value++;
@@ -298,8 +275,8 @@ int cloop_queue_init(cloop_queue *q, intptr_t *buf, size_t cap) {
   q->buf = buf;
   q->cap = cap;
   q->head = q->len = q->inflight = q->slot_grants = 0;
-  q->getters.first = q->getters.last = NULL;
-  q->putters.first = q->putters.last = NULL;
+  list_init(&q->getters);
+  list_init(&q->putters);
   return 0;
 }
 
@@ -332,7 +309,7 @@ static int has_free_slot(const cloop_queue *q) {
    counted until it runs; a callback getter frees it at once, so callers
    follow this with grant_slots. */
 static void give(cloop_queue *q, intptr_t item, int at_head) {
-  waiter *w = q->getters.first;
+  waiter *w = first(&q->getters);
   if (!w) {
     if (at_head)
       buf_push_head(q, item);
@@ -350,12 +327,12 @@ static void give(cloop_queue *q, intptr_t item, int at_head) {
    that item frees its slot again at once by going to a callback getter). */
 static void grant_slots(cloop_queue *q) {
   waiter *w;
-  while ((w = q->putters.first) && has_free_slot(q)) {
+  while ((w = first(&q->putters)) && has_free_slot(q)) {
     if (is_task(w)) {
       q->slot_grants++;
       wake_first(&q->putters, 0);
     } else {
-      unlink_waiter(&q->putters, w);
+      list_remove(&w->link);
       give(q, w->item, 0);
       w->fn(w, 0);
     }
@@ -364,7 +341,7 @@ static void grant_slots(cloop_queue *q) {
 
 int cloop_queue_try_put(cloop_queue *q, intptr_t item) {
   /* putters.first alone implies no free slot; the test is belt and braces. */
-  if (q->putters.first || !has_free_slot(q))
+  if (first(&q->putters) || !has_free_slot(q))
     return -EAGAIN;
   give(q, item, 0);
   grant_slots(q);

@@ -7,8 +7,8 @@
  * those handles: the same order, without a second pass over every due
  * timer's memory (a million due timers are a million scattered cache
  * misses per pass). */
-#include "internal.h"
-#include "ring.h"
+#include "loop/loop.h"
+#include "loop/list.h"
 
 void cloop_timer_init(cloop_timer *t, cloop_fn fn, void *arg) {
   cloop_handle_init(&t->handle, fn, arg);
@@ -45,7 +45,7 @@ int cloop_timer_cancel(cloop_loop *loop, cloop_timer *t) {
   if (t->index != CLOOP_TIMER_IDLE)
     cloop__heap_remove(&loop->timers, t->index);
   else
-    ring_remove(&t->handle);
+    list_remove(&t->handle.link);
   return 1;
 }
 
@@ -58,16 +58,16 @@ int cloop_timer_cancel(cloop_loop *loop, cloop_timer *t) {
    run, or a set-aside one (it is queued, so cancel unlinks it). */
 void cloop__run_due_timers(cloop_loop *loop, uint64_t now, uint64_t seq_limit) {
   cloop__heap *heap = &loop->timers;
-  cloop_handle later;
-  ring_init(&later);
+  cloop_link later;
+  list_init(&later);
   while (heap->len && heap->e[0].deadline <= now) {
     cloop_timer *t = heap->e[0].timer;
     int scheduled_in_batch = heap->e[0].seq >= seq_limit;
     cloop__heap_remove(heap, 0);
     if (scheduled_in_batch)
-      ring_push(&later, &t->handle);
+      list_push(&later, &t->handle.link);
     else
       t->handle.fn(t->handle.arg);
   }
-  ring_splice(&loop->ready, &later);
+  list_splice(&loop->ready, &later);
 }

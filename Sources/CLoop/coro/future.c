@@ -7,9 +7,8 @@
  * is simply not on the ready ring until its future puts it back. */
 #include <errno.h>
 
-#include "internal.h"
-#include "ring.h"
-#include "task.h"
+#include "coro/task.h"
+#include "loop/list.h"
 
 /* Sets the outcome and wakes every waiter, in the order they parked. */
 static int complete(cloop_future *f, int state, intptr_t value, int err) {
@@ -19,7 +18,7 @@ static int complete(cloop_future *f, int state, intptr_t value, int err) {
   f->state = (uint8_t)state;
   f->value = value;
   f->error = err;
-  ring_splice(&f->loop->ready, &f->waiters);
+  list_splice(&f->loop->ready, &f->waiters);
   return 0;
 }
 
@@ -54,7 +53,7 @@ void cloop_future_add_done(cloop_future *f, cloop_handle *h) {
     return;
   }
   CLOOP__CHECK(f->loop, "cloop_future_add_done");
-  if (h->next)
+  if (h->link.next)
     cloop__misuse("cloop_future_add_done: handle %p is already queued", (void *)h);
-  ring_push(&f->waiters, h);
+  list_push(&f->waiters, &h->link);
 }

@@ -1,5 +1,6 @@
 /* task.c -- asyncio's Task on stackful coroutines: spawn, await, sleep,
- * gather, cancellation, deadline scopes, and closing.
+ * gather and cancellation. (Deadline scopes are deadline.c's, cloop_main
+ * and periodic tasks main.c's, closing runtime.c's.)
  *
  * A task runs on its own stack. Its step handle (asyncio's Task.__step)
  * switches from the loop's stack into the task; an await switches back.
@@ -13,9 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "ring.h"
-#include "task.h"
+#include "coro/task.h"
+#include "loop/list.h"
 
 #ifdef CLOOP__ASAN
 #include <sanitizer/asan_interface.h>
@@ -24,41 +24,28 @@
 /* ---- switching in and out --------------------------------------------- */
 
 static void task_entry(void *arg);
-static void deadline_passed(void *arg);
-
-/* Called by every awaiting function: the task running now, or abort. */
-static cloop_task *running_task(const char *fn) {
-  cloop_task *t = cloop__running;
-  if (!t)
-    cloop__misuse("%s called outside a task (on the loop's own stack or "
-                  "another thread)", fn);
-  return t;
-}
 
 /* Back to the loop; returns when the task is resumed. */
 static inline __attribute__((always_inline)) void suspend(cloop_task *t) {
-  cloop__ctx_switch(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
+  struct cloop__coro *c = t->loop->coro;
+  cloop__ctx_switch(&t->ctx, &c->main_ctx, c->switch_mode);
 }
 
 /* ---- the shared stack --------------------------------------------------- */
-
-static int on_shared_stack(const cloop_loop *loop, const void *p) {
-  return loop->shared_lo && (const char *)p >= loop->shared_lo &&
-         (const char *)p < loop->shared_lo + loop->stacks.size;
-}
 
 /* Makes the shared stack t's: the owner's used part [sp, top) goes to its
    heap buffer, t's comes back to the same addresses (or, the first time,
    t's context is made there). Cost: a copy of both tasks' used bytes. */
 void cloop__shared_swap_in(cloop_loop *loop, cloop_task *t) {
-  char *top = loop->shared_lo + loop->stacks.size;
+  struct cloop__coro *c = loop->coro;
+  char *top = c->shared_lo + c->stacks.size;
 #ifdef CLOOP__ASAN
   /* The frames moved in and out do not match ASan's shadow of them. */
-  __asan_unpoison_memory_region(loop->shared_lo, loop->stacks.size);
+  __asan_unpoison_memory_region(c->shared_lo, c->stacks.size);
 #endif
-  cloop_task *old = loop->shared_owner;
+  cloop_task *old = c->shared_owner;
   if (old) {
-    char *sp = cloop__ctx_sp(&old->ctx, loop->switch_mode);
+    char *sp = cloop__ctx_sp(&old->ctx, c->switch_mode);
     size_t used = (size_t)(top - sp);
     if (used > old->saved_cap) {
       char *buf = realloc(old->saved == old->save_inline ? NULL : old->saved, used);
@@ -72,14 +59,16 @@ void cloop__shared_swap_in(cloop_loop *loop, cloop_task *t) {
     old->saved_len = used;
   }
   if (!t->started) {
-    if (cloop__ctx_make(&t->ctx, loop->switch_mode, loop->shared_lo,
-                        loop->stacks.size, task_entry, t) < 0)
+    if (cloop__ctx_make(&t->ctx, c->switch_mode, c->shared_lo,
+                        c->stacks.size, task_entry, t) < 0)
       cloop__misuse("out of memory starting task '%s'", cloop_task_name(t));
+    t->ctx.name = t->name;
+    t->ctx.id = t->id;
     t->started = 1;
   } else {
     memcpy(top - t->saved_len, t->saved, t->saved_len);
   }
-  loop->shared_owner = t;
+  c->shared_owner = t;
 }
 
 void cloop__task_step(void *arg) {
@@ -96,23 +85,18 @@ static void task_entry(void *arg) {
     cloop__misuse("task '%s' returned inside a deadline scope "
                   "(call cloop_deadline_exit first)", cloop_task_name(t));
   t->finished = 1;
-  cloop__ctx_exit(&t->ctx, &t->loop->main_ctx, t->loop->switch_mode);
+  struct cloop__coro *c = t->loop->coro;
+  cloop__ctx_exit(&t->ctx, &c->main_ctx, c->switch_mode);
 }
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-static void task_free(cloop_task *t) {
-  cloop_loop *loop = t->loop;
-  if (t->prev)
-    t->prev->next = t->next;
-  else
-    loop->tasks = t->next;
-  if (t->next)
-    t->next->prev = t->prev;
+void cloop__task_free(cloop_task *t) {
+  list_remove(&t->node);
   cloop__ctx_free(&t->ctx);
   if (t->saved != t->save_inline)
     free(t->saved);
-  cloop__slab_give(&loop->task_slab, t);
+  cloop__slab_give(&t->loop->coro->task_slab, t);
 }
 
 /* Drops one reference. The last one frees the task -- unless it failed
@@ -122,16 +106,17 @@ static void task_unref(cloop_task *t) {
     return;
   if (t->future.state == CLOOP_FAILED && !t->future.retrieved)
     return;
-  task_free(t);
+  cloop__task_free(t);
 }
 
 /* A private stack goes back to the pool; the shared one just has no
    owner whose frames need saving. */
-static void release_stack(cloop_task *t) {
+void cloop__task_release_stack(cloop_task *t) {
+  struct cloop__coro *c = t->loop->coro;
   if (!t->shared)
-    cloop__stack_give(&t->loop->stacks, t->ctx.stack_lo);
-  else if (t->loop->shared_owner == t)
-    t->loop->shared_owner = NULL;
+    cloop__stack_give(&c->stacks, t->ctx.stack_lo);
+  else if (c->shared_owner == t)
+    c->shared_owner = NULL;
   if (t->saved != t->save_inline)
     free(t->saved);
   t->saved = t->save_inline;
@@ -141,9 +126,8 @@ static void release_stack(cloop_task *t) {
 
 /* On the loop's stack, right after the task's last switch. */
 void cloop__task_finish(cloop_task *t) {
-  cloop_loop *loop = t->loop;
-  release_stack(t);
-  loop->live_tasks--;
+  cloop__task_release_stack(t);
+  t->loop->coro->live_tasks--;
   intptr_t r = t->result;
   if (r >= 0)
     cloop__future_complete(&t->future, CLOOP_DONE, r, 0);
@@ -164,56 +148,56 @@ int cloop_spawn(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
 int cloop_spawn_ex(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
                    void *arg, const cloop_spawn_options *opts) {
   CLOOP__CHECK(loop, "cloop_spawn");
-  cloop_stack_mode mode = opts && opts->stack ? opts->stack : loop->task_stack;
-  cloop_task *t = cloop__slab_alloc(&loop->task_slab); /* zeroed */
+  struct cloop__coro *c = loop->coro;
+  cloop_stack_mode mode = opts && opts->stack ? opts->stack : c->task_stack;
+  cloop_task *t = cloop__slab_alloc(&c->task_slab); /* zeroed */
   if (!t)
     return -ENOMEM;
   t->saved = t->save_inline;
   t->saved_cap = CLOOP__SAVE_INLINE;
+  c->tasks_spawned++;
+  t->id = c->tasks_spawned;
   if (mode == CLOOP_STACK_SHARED) {
     /* Its context is made on the shared stack when it first runs. */
-    if (!loop->shared_lo && !(loop->shared_lo = cloop__stack_take(&loop->stacks))) {
-      cloop__slab_give(&loop->task_slab, t);
+    if (!c->shared_lo && !(c->shared_lo = cloop__stack_take(&c->stacks))) {
+      cloop__slab_give(&c->task_slab, t);
       return -ENOMEM;
     }
     t->shared = 1;
   } else {
-    char *stack = cloop__stack_take(&loop->stacks);
+    char *stack = cloop__stack_take(&c->stacks);
     if (!stack) {
-      cloop__slab_give(&loop->task_slab, t);
+      cloop__slab_give(&c->task_slab, t);
       return -ENOMEM;
     }
-    if (cloop__ctx_make(&t->ctx, loop->switch_mode, stack, loop->stacks.size,
+    if (cloop__ctx_make(&t->ctx, c->switch_mode, stack, c->stacks.size,
                         task_entry, t) < 0) {
-      cloop__stack_give(&loop->stacks, stack);
-      cloop__slab_give(&loop->task_slab, t);
+      cloop__stack_give(&c->stacks, stack);
+      cloop__slab_give(&c->task_slab, t);
       return -ENOMEM;
     }
+    t->ctx.name = t->name; /* for the overflow report */
+    t->ctx.id = t->id;
   }
-  if (loop->live_tasks == 0)
+  if (c->live_tasks == 0)
     cloop__overflow_guard_init(); /* cheap after the first time */
   cloop_future_init(&t->future, loop);
   t->future.is_task = 1;
   cloop_handle_init(&t->step, cloop__task_step, t);
   cloop_timer_init(&t->sleep_timer, cloop__task_step, t);
-  cloop_timer_init(&t->deadline_timer, deadline_passed, t);
+  cloop_timer_init(&t->deadline_timer, cloop__deadline_passed, t);
   t->scope_min = UINT64_MAX;
   t->loop = loop;
   t->fn = fn;
   t->arg = arg;
   t->refs = out ? 2 : 1;
-  loop->tasks_spawned++;
-  t->id = loop->tasks_spawned;
   if (opts && opts->name) { /* a default name is made when first asked for */
     size_t len = strnlen(opts->name, sizeof t->name - 1);
     memcpy(t->name, opts->name, len);
     t->name[len] = 0;
   }
-  t->next = loop->tasks;
-  if (loop->tasks)
-    loop->tasks->prev = t;
-  loop->tasks = t;
-  loop->live_tasks++;
+  list_push(&c->tasks, &t->node);
+  c->live_tasks++;
   cloop_call_soon(loop, &t->step);
   if (out)
     *out = t;
@@ -229,7 +213,7 @@ void cloop_task_release(cloop_task *t) {
 
 cloop_future *cloop_task_future(cloop_task *t) { return &t->future; }
 
-cloop_task *cloop_current_task(void) { return cloop__running; }
+cloop_task *cloop_current_task(void) { return cloop__running_task(); }
 
 cloop_loop *cloop_task_loop(const cloop_task *t) { return t->loop; }
 
@@ -240,21 +224,15 @@ const char *cloop_task_name(const cloop_task *ct) {
   return t->name;
 }
 
-void cloop_set_unretrieved_hook(cloop_loop *loop, cloop_unretrieved_fn fn,
-                                void *arg) {
-  loop->unretrieved = fn;
-  loop->unretrieved_arg = arg;
-}
-
 /* ---- cancellation ------------------------------------------------------- */
 
 /* Wakes a parked task early: takes its step handle back from where it is
    parked and queues it. The task then finds why in cancel_pending or
    deadline_hit. */
-static void interrupt(cloop_task *t) {
+void cloop__task_interrupt(cloop_task *t) {
   switch (t->park) {
   case PARK_FUTURE:
-    if (t->step.next)
+    if (t->step.link.next)
       cloop_handle_cancel(t->loop, &t->step); /* out of the future's waiters */
     cloop_call_soon(t->loop, &t->step);
     t->park = PARK_NONE;
@@ -274,7 +252,7 @@ int cloop_task_cancel(cloop_task *t) {
   if (t->finished)
     return 0;
   t->cancel_pending = 1;
-  interrupt(t);
+  cloop__task_interrupt(t);
   return 1;
 }
 
@@ -308,13 +286,13 @@ wait_for(cloop_task *t, cloop_future *f, int quiet) {
       cloop__misuse("task '%s' awaits a future of another loop", cloop_task_name(t));
     if (f == &t->future)
       cloop__misuse("task '%s' awaits its own future", cloop_task_name(t));
-    if (t->shared && on_shared_stack(t->loop, f))
+    if (cloop__on_shared_stack(t, f))
       cloop__misuse("task '%s' runs on the shared stack and awaits a future "
                     "on it, which moves while it is parked (see "
                     "CLOOP_STACK_SHARED)", cloop_task_name(t));
     t->park = PARK_FUTURE;
     t->parked_on = f;
-    ring_push(&f->waiters, &t->step);
+    list_push(&f->waiters, &t->step.link);
     suspend(t);
     t->park = PARK_NONE;
     t->parked_on = NULL;
@@ -322,7 +300,7 @@ wait_for(cloop_task *t, cloop_future *f, int quiet) {
 }
 
 /* Reads a complete future's outcome: 0 and its value, or its error. */
-static int outcome(cloop_future *f, intptr_t *value) {
+int cloop__outcome(cloop_future *f, intptr_t *value) {
   f->retrieved = 1;
   if (f->state == CLOOP_DONE) {
     if (value)
@@ -333,15 +311,15 @@ static int outcome(cloop_future *f, intptr_t *value) {
 }
 
 int cloop_await(cloop_future *f, intptr_t *value) {
-  cloop_task *t = running_task("cloop_await");
+  cloop_task *t = cloop__task_or_abort("cloop_await");
   int r = wait_for(t, f, 0);
-  return r ? r : outcome(f, value);
+  return r ? r : cloop__outcome(f, value);
 }
 
 int cloop__await_quiet(cloop_future *f) {
-  cloop_task *t = running_task("cloop__await_quiet");
+  cloop_task *t = cloop__task_or_abort("cloop__await_quiet");
   wait_for(t, f, 1);
-  return outcome(f, NULL);
+  return cloop__outcome(f, NULL);
 }
 
 intptr_t cloop_task_join(cloop_task *other) {
@@ -351,7 +329,7 @@ intptr_t cloop_task_join(cloop_task *other) {
 }
 
 int cloop_sleep_until(uint64_t deadline_ns) {
-  cloop_task *t = running_task("cloop_sleep");
+  cloop_task *t = cloop__task_or_abort("cloop_sleep");
   int r = interruption(t);
   if (r)
     return r;
@@ -365,7 +343,7 @@ int cloop_sleep_until(uint64_t deadline_ns) {
 }
 
 int cloop_sleep(int64_t ns) {
-  cloop_task *t = running_task("cloop_sleep");
+  cloop_task *t = cloop__task_or_abort("cloop_sleep");
   if (ns > 0) {
     uint64_t now = cloop_now(t->loop), when = now + (uint64_t)ns;
     return cloop_sleep_until(when < now ? UINT64_MAX : when);
@@ -381,7 +359,7 @@ int cloop_sleep(int64_t ns) {
 }
 
 int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results) {
-  cloop_task *t = running_task("cloop_gather");
+  cloop_task *t = cloop__task_or_abort("cloop_gather");
   int first_error = 0, interrupted = 0;
   for (size_t i = 0; i < n; i++) {
     int r = interrupted ? 0 : wait_for(t, futures[i], 0);
@@ -395,198 +373,11 @@ int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results) {
     if (interrupted)
       wait_for(t, futures[i], 1);
     intptr_t value = 0;
-    int err = outcome(futures[i], &value);
+    int err = cloop__outcome(futures[i], &value);
     if (results)
       results[i] = err ? err : value;
     if (err && !first_error)
       first_error = err;
   }
   return interrupted ? interrupted : first_error;
-}
-
-/* ---- deadline scopes ----------------------------------------------------------- */
-
-/* The task's one deadline timer waits for the earliest deadline of its
-   scopes. Scopes keep only plain values, so that nothing the loop touches
-   lives on the task's stack (a shared-stack task's stack is elsewhere while
-   it is parked). */
-static void deadline_passed(void *arg) {
-  cloop_task *t = arg;
-  uint64_t now = cloop_now(t->loop); /* every scope already past expires */
-  t->deadline_hit = now > t->scope_min ? now : t->scope_min;
-  interrupt(t);
-}
-
-static void arm_deadline(cloop_task *t) {
-  cloop_timer_cancel(t->loop, &t->deadline_timer);
-  if (t->scope_min != UINT64_MAX && t->scope_min > t->deadline_hit &&
-      cloop_call_at(t->loop, &t->deadline_timer, t->scope_min) < 0)
-    t->deadline_hit = t->scope_min; /* no memory for the timer: expire now */
-}
-
-int cloop_deadline_enter(cloop_deadline *d, int64_t timeout_ns) {
-  cloop_task *t = running_task("cloop_deadline_enter");
-  uint64_t now = cloop_now(t->loop);
-  uint64_t when = timeout_ns <= 0 ? now : now + (uint64_t)timeout_ns;
-  d->when = when < now ? UINT64_MAX - 1 : when;
-  d->outer_min = t->scope_min;
-  d->outer = t->deadlines;
-  t->deadlines = d;
-  if (timeout_ns <= 0 && now > t->deadline_hit)
-    t->deadline_hit = now; /* passed already */
-  if (d->when < t->scope_min) {
-    t->scope_min = d->when;
-    arm_deadline(t);
-  }
-  return 0;
-}
-
-int cloop_deadline_exit(cloop_deadline *d) {
-  cloop_task *t = running_task("cloop_deadline_exit");
-  if (t->deadlines != d)
-    cloop__misuse("cloop_deadline_exit: task '%s' leaves a deadline scope "
-                  "that is not its innermost", cloop_task_name(t));
-  t->deadlines = d->outer;
-  int expired = d->when <= t->deadline_hit;
-  if (t->scope_min != d->outer_min) {
-    t->scope_min = d->outer_min;
-    arm_deadline(t);
-  }
-  return expired ? -ETIMEDOUT : 0;
-}
-
-/* ---- main and periodic tasks --------------------------------------------------- */
-
-typedef struct periodic {
-  cloop_task_fn fn;
-  void *arg;
-  int64_t interval;
-} periodic;
-
-static intptr_t periodic_body(void *arg) {
-  periodic p = *(periodic *)arg;
-  free(arg);
-  cloop_loop *loop = cloop__running->loop;
-  uint64_t next = cloop_now(loop) + (uint64_t)p.interval;
-  for (;;) {
-    int r = cloop_sleep_until(next);
-    if (r < 0)
-      return r;
-    intptr_t v = p.fn(p.arg);
-    if (v < 0)
-      return v;
-    /* Fixed rate: the next tick counts from this one's due time; ticks
-       missed while a call overran are skipped, not bunched. The clock is
-       read afresh: the cached time is from before the call. */
-    cloop_update_time(loop);
-    uint64_t now = cloop_now(loop);
-    next += (uint64_t)p.interval;
-    if (next <= now)
-      next += ((now - next) / (uint64_t)p.interval + 1) * (uint64_t)p.interval;
-  }
-}
-
-int cloop_spawn_periodic(cloop_loop *loop, cloop_task **out, cloop_task_fn fn,
-                         void *arg, int64_t interval_ns, const char *name) {
-  if (interval_ns <= 0)
-    return -EINVAL;
-  periodic *p = malloc(sizeof *p);
-  if (!p)
-    return -ENOMEM;
-  *p = (periodic){fn, arg, interval_ns};
-  cloop_task *t;
-  int r = cloop_spawn(loop, &t, periodic_body, p, name);
-  if (r < 0) {
-    free(p);
-    return r;
-  }
-  /* Its body frees p, so it must run even if cancelled before starting:
-     then its first sleep returns -ECANCELED. */
-  t->always_run = 1;
-  if (out)
-    *out = t;
-  else
-    cloop_task_release(t);
-  return 0;
-}
-
-intptr_t cloop_main(cloop_task_fn fn, void *arg, const cloop_options *opts) {
-  cloop_loop *loop;
-  int r = cloop_loop_new(&loop, opts);
-  if (r < 0)
-    return r;
-  cloop_task *main_task;
-  r = cloop_spawn(loop, &main_task, fn, arg, "main");
-  if (r < 0) {
-    cloop_loop_free(loop);
-    return r;
-  }
-  while (!main_task->finished) {
-    r = cloop_run_once(loop, -1);
-    if (r <= 0 && !main_task->finished) {
-      /* Nothing can wake main: report it rather than hang. */
-      fprintf(stderr, "cloop: main task is parked with nothing left that "
-                      "could wake it\n");
-      r = r < 0 ? r : -EDEADLK;
-      break;
-    }
-  }
-  intptr_t value = 0;
-  if (r >= 0) {
-    int err = outcome(&main_task->future, &value);
-    value = err ? err : value;
-  } else {
-    value = r;
-  }
-  cloop_task_release(main_task);
-  /* asyncio.run's ending: cancel the other tasks and let them unwind,
-     then drop whatever callbacks are left. */
-  cloop__tasks_close(loop);
-  cloop__loop_discard(loop);
-  cloop_loop_free(loop);
-  return value;
-}
-
-/* ---- closing --------------------------------------------------------------------- */
-
-static void report_unretrieved(cloop_task *t, int err, void *arg) {
-  (void)arg;
-  fprintf(stderr, "cloop: task '%s' failed with %d (%s) and nobody "
-                  "retrieved its error\n", cloop_task_name(t), err, cloop_strerror(err));
-}
-
-void cloop__tasks_close(cloop_loop *loop) {
-  if (loop->current)
-    cloop__misuse("closing a loop from inside its task '%s'", cloop_task_name(loop->current));
-  /* asyncio.run's ending: cancel each live task once and run the loop
-     until they have unwound. A task spawned while others unwind is
-     cancelled in the next round. */
-  loop->running = 1;
-  while (loop->live_tasks) {
-    for (cloop_task *t = loop->tasks; t; t = t->next)
-      if (!t->finished && !t->closing) {
-        t->closing = 1;
-        cloop_task_cancel(t);
-      }
-    if (cloop__iterate(loop, -1) <= 0)
-      break; /* what is left is parked on something nothing will complete */
-  }
-  loop->running = 0;
-  cloop_unretrieved_fn hook = loop->unretrieved ? loop->unretrieved : report_unretrieved;
-  while (loop->tasks) {
-    cloop_task *t = loop->tasks;
-    if (!t->finished) {
-      fprintf(stderr, "cloop: task '%s' was still parked after being "
-                      "cancelled; its stack is dropped\n", cloop_task_name(t));
-      release_stack(t);
-      loop->live_tasks--;
-      if (t->step.next)
-        cloop_handle_cancel(loop, &t->step);
-      cloop_timer_cancel(loop, &t->sleep_timer);
-      cloop_timer_cancel(loop, &t->deadline_timer);
-    } else if (t->future.state == CLOOP_FAILED && !t->future.retrieved) {
-      hook(t, t->future.error, loop->unretrieved_arg);
-    }
-    task_free(t);
-  }
 }

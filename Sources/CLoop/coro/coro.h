@@ -1,9 +1,11 @@
-/* coro.h -- coroutine contexts and their stacks (coro.c): the machinery
- * under tasks. Internal; the benchmarks use it for the raw switch. */
+/* coro.h -- coroutine contexts and the switch between them (coro.c and the
+ * assembly): the machinery under tasks. Internal; the benchmarks use it for
+ * the raw switch. Stacks are stack.h's. */
 #ifndef CLOOP_CORO_H
 #define CLOOP_CORO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <ucontext.h>
 
 #include "cloop.h"
@@ -24,6 +26,10 @@ typedef struct cloop__ctx {
   ucontext_t *uc;    /* ucontext switch */
   char *stack_lo;    /* lowest usable byte of the stack */
   size_t stack_size;
+  /* Who runs here, for the stack overflow report (stack.c): a name, or
+     NULL and a number that makes "task-<id>". */
+  const char *name;
+  uint64_t id;
 #ifdef CLOOP__ASAN
   void *fake_stack;
   void (*entry)(void *); /* what asan_begin calls (coro.c) */
@@ -89,31 +95,5 @@ static inline void cloop__ctx_switch(cloop__ctx *from, cloop__ctx *to,
 /* The last switch of a finishing coroutine: `from` is never resumed. */
 _Noreturn void cloop__ctx_exit(cloop__ctx *from, cloop__ctx *to,
                                cloop_switch mode);
-
-/* A loop's stacks: guarded, allocated in slabs, reused LIFO. */
-typedef struct cloop__stack_pool {
-  size_t size;        /* usable bytes per stack */
-  char **free;        /* stacks ready for reuse, most recent last */
-  size_t nfree, cap;
-  size_t total;       /* stacks mapped */
-  void **slabs;       /* mappings, for munmap at the end */
-  size_t *slab_bytes;
-  size_t nslabs, slab_cap;
-  size_t next_slab;   /* stacks in the next slab: doubles up to a cap */
-} cloop__stack_pool;
-
-void cloop__stack_pool_init(cloop__stack_pool *p, size_t size);
-void cloop__stack_pool_free(cloop__stack_pool *p);
-/* Returns a stack's lowest usable byte, or NULL (ENOMEM). */
-char *cloop__stack_take(cloop__stack_pool *p);
-void cloop__stack_give(cloop__stack_pool *p, char *lo);
-
-/* Installs the process's SIGSEGV handler, which names a task whose stack
-   overflowed, and this thread's alternate signal stack. Idempotent. */
-void cloop__overflow_guard_init(void);
-
-/* The task running on this thread, for the SIGSEGV handler. */
-extern __thread struct cloop_task *cloop__running
-    __attribute__((tls_model("initial-exec")));
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "loop/loop.h"
 
 const char *cloop_strerror(int err) {
   switch (err) {
@@ -18,6 +18,10 @@ const char *cloop_strerror(int err) {
   case CLOOP_ENOBACKEND:
     return "the backend asked for is not available (not built in, or its "
            "setup failed)";
+  case CLOOP_ENOHOST:
+    return "host not found (the name resolves to no address)";
+  case CLOOP_ENODELIM:
+    return "delimiter not found within the bytes allowed";
   }
   if (err < 0 && err > -4096) {
 #ifdef __GLIBC__

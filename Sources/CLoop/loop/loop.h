@@ -1,22 +1,28 @@
-/* internal.h -- what the files of CLoop share: the loop's layout, the
- * poller contract, and the misuse checks. Not installed. */
-#ifndef CLOOP_INTERNAL_H
-#define CLOOP_INTERNAL_H
+/* loop.h -- what the files of the callback level share, and what the
+ * coroutine level (coro/) builds on: the loop's layout, the poller
+ * contract, the timer heap, the clock and the misuse checks. Not
+ * installed. Nothing here knows of coroutines but the one hook below
+ * ("the coroutine level's state"). */
+#ifndef CLOOP_LOOP_H
+#define CLOOP_LOOP_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "cloop.h"
-#include "coro.h"
+#include "loop/slab.h"
 
 /* ---- the poller contract ----------------------------------------------
  *
- * A backend (poll_epoll.c, poll_uring.c) defines one ops table.
+ * A backend (poll_epoll.c, poll_uring.c) defines one poller ops table,
+ * and may give io.c a second one for I/O operations (below).
  * The loop calls every op on its own thread, except wake.
  *
- *   init(loop)     sets up the backend's state in loop->poller; returns 0
- *                  or -errno. On failure it leaves nothing behind.
+ *   init(loop)     sets up the backend's state in loop->poller, and
+ *                  loop->io if it has I/O operations; returns 0 or -errno.
+ *                  On failure it leaves nothing behind.
  *   close(loop)    releases that state.
  *   watch(loop, fd, old, new)
  *                  changes the interest on fd from the CLOOP_READABLE|
@@ -44,21 +50,31 @@ typedef struct cloop__poller_ops {
   int (*watch)(cloop_loop *loop, int fd, int old_mask, int new_mask);
   int (*poll)(cloop_loop *loop, int64_t timeout_ns);
   void (*wake)(cloop_loop *loop);
-  /* Optional, for a backend with I/O operations of its own (io.c):
-     op_start submits op (0 or -errno; on success the backend later calls
-     cloop__op_complete(op, result) exactly once, unless op_cancel came
-     first); op_cancel forgets an op in flight, whose completion, if it
-     still arrives, must be dropped. When op_cancel returns, the kernel is
-     done with the op and its buffer. If the op had already finished in
-     the kernel, op_cancel may instead complete it with that result
-     (cloop__op_complete), so that no data or accepted fd is lost; io.c
-     then leaves it be. NULL: io.c's readiness path. */
-  int (*op_start)(cloop_loop *loop, cloop_op *op);
-  void (*op_cancel)(cloop_loop *loop, cloop_op *op);
 } cloop__poller_ops;
+
+/* A backend with I/O operations of its own (io_uring) gives io.c a second
+   table; init sets loop->io to it, or leaves it NULL (epoll, or io_uring
+   on a kernel without a synchronous cancel), and io.c then runs each
+   operation on the readiness path. Called on the loop's thread.
+
+   start(loop, op)   submits op: 0 or -errno. On success the backend later
+                     calls cloop__op_complete(op, result) exactly once,
+                     unless cancel came first.
+   cancel(loop, op)  forgets an op in flight, whose completion, if it still
+                     arrives, must be dropped. When it returns, the kernel
+                     is done with the op and its buffer. If the op had
+                     already finished in the kernel, cancel may instead
+                     complete it with that result (cloop__op_complete), so
+                     that no data or accepted fd is lost; io.c then leaves
+                     it be. */
+typedef struct cloop__io_ops {
+  int (*start)(cloop_loop *loop, cloop_op *op);
+  void (*cancel)(cloop_loop *loop, cloop_op *op);
+} cloop__io_ops;
 
 extern const cloop__poller_ops cloop__epoll_ops;
 extern const cloop__poller_ops cloop__uring_ops;
+extern const cloop__io_ops cloop__uring_io_ops;
 
 /* Called by a poller for each ready fd; mask is CLOOP_READABLE|WRITABLE
    (both on error or hang-up). Queues the watchers of those directions. */
@@ -99,31 +115,8 @@ void cloop__heap_remove(cloop__heap *h, uint32_t i);
 void cloop__run_due_timers(cloop_loop *loop, uint64_t now, uint64_t seq_limit);
 void cloop__heap_free(cloop__heap *h);
 
-/* ---- fixed-size objects (slab.c) ------------------------------------- */
-
-typedef struct cloop__slab {
-  void *base;
-  size_t bytes;
-} cloop__slab;
-
-typedef struct cloop__slab_pool {
-  size_t size;       /* object size, 16-byte multiple */
-  void *free;        /* free list, linked through the objects' first word */
-  cloop__slab *slabs;
-  size_t nslabs, cap;
-  size_t next_bytes; /* the next slab's size */
-} cloop__slab_pool;
-
-void cloop__slab_init(cloop__slab_pool *p, size_t size);
-void *cloop__slab_alloc(cloop__slab_pool *p);
-void cloop__slab_give(cloop__slab_pool *p, void *obj);
-void cloop__slab_free(cloop__slab_pool *p);
-
 /* The size of io.c's standing registrations, for the loop's interests. */
 extern const size_t cloop__interest_size;
-
-/* The size of net.c's per-call operation object, for the loop's net_ops. */
-extern const size_t cloop__net_op_size;
 
 /* ---- the loop --------------------------------------------------------- */
 
@@ -135,7 +128,7 @@ typedef struct cloop__fd_slot {
 } cloop__fd_slot;
 
 struct cloop_loop {
-  cloop_handle ready;     /* the ready ring's sentinel */
+  cloop_link ready;       /* the ready ring's sentinel (list.h) */
   uint64_t now;           /* cached monotonic ns, valid if now_fresh */
   int now_fresh;          /* cleared after each poll, see cloop_now */
   cloop__heap timers;
@@ -152,27 +145,18 @@ struct cloop_loop {
 
   /* thread-safe calls: a locked ring drained once per iteration */
   pthread_mutex_t ts_lock;
-  cloop_handle ts_ring;
+  cloop_link ts_ring;
   atomic_int ts_pending;
 
-  /* the coroutine level (task.c) */
-  cloop_switch switch_mode;
-  cloop__ctx main_ctx;          /* the loop's own stack, while a task runs */
-  struct cloop_task *current;   /* the task running, or NULL */
-  struct cloop_task *tasks;     /* every task not yet freed */
-  size_t live_tasks;            /* tasks not finished */
-  uint64_t tasks_spawned;       /* for default names */
-  cloop__stack_pool stacks;
-  cloop__slab_pool task_slab;   /* struct cloop_task + its inline save area */
   cloop__slab_pool interests;   /* io.c's (cloop__interest_size) */
-  cloop__slab_pool net_ops;     /* net.c's operation objects (cloop__net_op_size) */
-  cloop_stack_mode task_stack;  /* tasks' default: PRIVATE or SHARED */
-  char *shared_lo;              /* the shared stack, from the pool */
-  struct cloop_task *shared_owner; /* whose frames are on it now */
-  cloop_unretrieved_fn unretrieved;
-  void *unretrieved_arg;
+  struct cloop__coro *coro;     /* the coroutine level's state, see below */
+
+  /* the clock: monotonic, or a manual one for tests (cloop_debug_manual_clock) */
+  int manual_clock;
+  uint64_t manual_now;
 
   const cloop__poller_ops *ops;
+  const cloop__io_ops *io; /* the backend's I/O operations, or NULL */
   int poll_pending;       /* see the poller contract */
   union {
     struct { int epfd, wakefd; void *events; int nevents; } epoll;
@@ -207,5 +191,31 @@ int cloop__iterate(cloop_loop *loop, int64_t timeout_ns);
 /* Drops every queued handle, pending timer, watcher and reference, so the
    loop can be freed (loop.c; cloop_main's ending). */
 void cloop__loop_discard(cloop_loop *loop);
+
+/* CLOCK_MONOTONIC in nanoseconds; about 20 ns here (vDSO). */
+static inline uint64_t cloop__clock_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the coroutine level's state --------------------------------------
+
+   The callback level knows nothing of coroutines but this hook: a loop
+   carries the coroutine level's state (struct cloop__coro, coro/task.h:
+   the switch, the stack pool, the task slab, the running task), which
+   coro/runtime.c sets up when the loop is made and tears down first when
+   it is freed. The one other crossing is the loop's batch resuming a task
+   in place (loop.c, beside its measurement). */
+struct cloop__coro;
+
+/* Sets up loop->coro from opts (may be NULL). Returns 0, -ENOMEM, or an
+   error naming a bad switch mode or stack size. */
+int cloop__coro_open(cloop_loop *loop, const cloop_options *opts);
+
+/* Cancels the live tasks, runs the loop until they have unwound, reports
+   failures nobody retrieved and frees every task; with free_state, also
+   the state itself (the loop is going away). */
+void cloop__coro_close(cloop_loop *loop, int free_state);
 
 #endif

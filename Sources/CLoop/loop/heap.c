@@ -7,11 +7,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
-#include "internal.h"
-
-#define HUGE_PAGE ((size_t)2 << 20)
+#include "loop/loop.h"
 
 /* Earlier deadline first; equal deadlines in scheduling order. */
 static inline int before(const cloop__heap_entry *a, const cloop__heap_entry *b) {
@@ -62,9 +59,10 @@ static void sift_down(cloop__heap *h, uint32_t i, cloop__heap_entry x) {
   x.timer->index = i;
 }
 
-/* Makes room for one more entry. Big heaps ask for transparent huge pages:
-   on this kind of virtual machine a page fault costs microseconds, and a
-   million timers fill 24 MiB. Returns 0 or -ENOMEM. */
+/* Makes room for one more entry. The heap is one array, not slab objects:
+   the index arithmetic of a 4-ary heap needs it contiguous. Big heaps ask
+   for transparent huge pages (a million timers fill 24 MiB). Returns 0 or
+   -ENOMEM. */
 static int grow(cloop__heap *h) {
   uint32_t cap = h->cap ? h->cap * 2 : 64;
   if (cap <= h->cap || cap >= CLOOP_TIMER_IDLE)
@@ -73,11 +71,8 @@ static int grow(cloop__heap *h) {
   cloop__heap_entry *e = realloc(h->e, bytes);
   if (!e)
     return -ENOMEM;
-  if (bytes >= HUGE_PAGE * 2) {
-    uintptr_t lo = ((uintptr_t)e + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-    uintptr_t hi = ((uintptr_t)e + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
-    madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* advice only: errors ignored */
-  }
+  if (bytes >= CLOOP__HUGE_PAGE * 2)
+    cloop__advise_huge(e, bytes);
   h->e = e;
   h->cap = cap;
   return 0;

@@ -5,18 +5,18 @@
  * the ready ring once per iteration. Only the call that finds the ring
  * empty wakes the poller, so a burst of calls costs one wake-up (one
  * eventfd write) rather than one each. */
-#include "internal.h"
-#include "ring.h"
+#include "loop/loop.h"
+#include "loop/list.h"
 
 void cloop_call_threadsafe(cloop_loop *loop, cloop_handle *h) {
   pthread_mutex_lock(&loop->ts_lock);
-  if (h->next) {
+  if (h->link.next) {
     pthread_mutex_unlock(&loop->ts_lock);
     cloop__misuse("cloop_call_threadsafe: handle %p is already queued",
                   (void *)h);
   }
-  int first = ring_empty(&loop->ts_ring);
-  ring_push(&loop->ts_ring, h);
+  int first = list_empty(&loop->ts_ring);
+  list_push(&loop->ts_ring, &h->link);
   if (first) {
     atomic_store_explicit(&loop->ts_pending, 1, memory_order_release);
     /* Woken under the lock, so that once the loop has run this handle
@@ -29,7 +29,7 @@ void cloop_call_threadsafe(cloop_loop *loop, cloop_handle *h) {
 /* Loop thread: moves the calls that arrived onto the ready ring. */
 void cloop__drain_threadsafe(cloop_loop *loop) {
   pthread_mutex_lock(&loop->ts_lock);
-  ring_splice(&loop->ready, &loop->ts_ring);
+  list_splice(&loop->ready, &loop->ts_ring);
   atomic_store_explicit(&loop->ts_pending, 0, memory_order_relaxed);
   pthread_mutex_unlock(&loop->ts_lock);
 }

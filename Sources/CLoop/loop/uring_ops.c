@@ -1,0 +1,232 @@
+/* uring_ops.c -- io.c's I/O operations (accept, connect, recv, send) as
+ * io_uring's own requests (docs/io_uring.md, "I/O operations"). The
+ * contract in short:
+ *
+ * - start queues the SQE, sent with the next poll's batch; its CQE
+ *   completes the op (cloop__op_complete). A socket that is not ready is
+ *   polled by the kernel itself (FAST_POLL): no readiness event, no second
+ *   syscall from us.
+ * - Each op in flight has a slot (index, generation) in a table that never
+ *   shrinks; user_data = OP_BIT | generation << 32 | index. Releasing a slot
+ *   bumps its generation, so a late CQE (a cancelled op's, one for a closed
+ *   and reused fd) names a generation that is gone and is dropped.
+ * - cancel is synchronous: an SQE not yet sent becomes a NOP in place;
+ *   otherwise IORING_REGISTER_SYNC_CANCEL returns once the kernel is done
+ *   with the op and its buffer. An op that had finished keeps its result
+ *   (bytes read, a new fd), so nothing is lost to a cancel.
+ * - While ops are in flight they keep the loop alive and poll_pending set:
+ *   their completions arrive only through a poll. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "loop/uring.h"
+
+/* ---- I/O operations: slots -------------------------------------------- */
+
+/* Read at least once per poll, so the head never moves 2^32 between
+   reads. */
+uint64_t cloop__uring_sq_taken(struct cloop__uring *u) {
+  uint32_t head = io_uring_smp_load_acquire(u->ring.sq.khead);
+  u->sq_done += (uint32_t)(head - (uint32_t)u->sq_done);
+  return u->sq_done;
+}
+
+/* Whether the slot's SQE still waits in the SQ, unseen by the kernel. */
+static int sqe_unsent(struct cloop__uring *u, const opslot *s) {
+  return s->sq_pos >= cloop__uring_sq_taken(u);
+}
+
+/* Frees the slot of an operation that has ended (or is forgotten): a new
+   generation, so its completion, if one still comes, is stale. Returns the
+   operation. */
+static cloop_op *op_release(cloop_loop *loop, uint32_t i) {
+  struct cloop__uring *u = U;
+  opslot *s = &u->ops[i];
+  cloop_op *op = s->op;
+  s->op = NULL;
+  s->cancelling = 0;
+  s->gen = NEXT_GEN(s->gen);
+  s->next = u->op_free;
+  u->op_free = i;
+  u->nlive--;
+  loop->alive--;
+  return op;
+}
+
+/* Doubles the slot table; the new slots join the free list, lowest first.
+   The kernel never points into it, so it may move. */
+static int grow_ops(struct cloop__uring *u) {
+  uint32_t n = u->nops ? u->nops * 2 : 64;
+  if (n <= u->nops || n >= NO_SLOT)
+    return -ENOMEM;
+  opslot *ops = realloc(u->ops, (size_t)n * sizeof *ops);
+  if (!ops)
+    return -ENOMEM;
+  memset(ops + u->nops, 0, (size_t)(n - u->nops) * sizeof *ops);
+  for (uint32_t i = n; i-- > u->nops;) {
+    ops[i].next = u->op_free;
+    u->op_free = i;
+  }
+  u->ops = ops;
+  u->nops = n;
+  return 0;
+}
+
+int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res) {
+  struct cloop__uring *u = U;
+  uint32_t i = (uint32_t)data, gen = (uint32_t)(data >> 32) & GEN_MASK;
+  if (i >= u->nops || !u->ops[i].op || u->ops[i].gen != gen)
+    return 0; /* stale: cancelled, or its fd closed (and maybe reused) */
+  if (u->ops[i].cancelling && (res == -ECANCELED || res == -EINTR)) {
+    op_release(loop, i); /* the cancel took: io.c completes it */
+    return 0;
+  }
+  cloop__op_complete(op_release(loop, i), res);
+  return 1;
+}
+
+
+/* ---- I/O operations: start and cancel ---------------------------------- */
+
+static int ur_op_start(cloop_loop *loop, cloop_op *op) {
+  struct cloop__uring *u = U;
+  int r;
+  if (u->op_free == NO_SLOT && (r = grow_ops(u)) < 0)
+    return r;
+  if ((r = cloop__uring_reserve(u, 1)) < 0)
+    return r;
+  uint32_t i = u->op_free;
+  opslot *s = &u->ops[i];
+  u->op_free = s->next;
+  s->op = op;
+  s->cancelling = 0;
+  uint64_t taken = cloop__uring_sq_taken(u);
+  uint32_t tail = u->ring.sq.sqe_tail; /* the SQE io_uring_get_sqe gives */
+  s->sq_pos = taken + (uint32_t)(tail - (uint32_t)taken);
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+  unsigned len = op->len > INT32_MAX ? INT32_MAX : (unsigned)op->len;
+  int flags = op->flags & ~MSG_DONTWAIT; /* it would end in -EAGAIN */
+  switch (op->kind) {
+  case CLOOP_OP_RECV:
+    io_uring_prep_recv(sqe, op->fd, op->buf, len, flags);
+    break;
+  case CLOOP_OP_SEND:
+    io_uring_prep_send(sqe, op->fd, op->buf, len, flags | MSG_NOSIGNAL);
+    break;
+  case CLOOP_OP_ACCEPT:
+    op->addrlen = sizeof op->addr;
+    io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr,
+                         &op->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    break;
+  default:
+    io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr,
+                          op->addrlen);
+    break;
+  }
+  op->tag = OP_KEY(i, s->gen);
+  io_uring_sqe_set_data64(sqe, op->tag);
+  u->nlive++;
+  loop->alive++; /* in flight, like the readiness path's watcher */
+  loop->poll_pending = 1;
+  return 0;
+}
+
+/* Waits until the kernel is done with the request of user_data key: after
+   this, it is cancelled, or it had completed; either way its completion is
+   in the CQ (or the CQ's overflow list). */
+static void sync_cancel(struct cloop__uring *u, uint64_t key) {
+  struct io_uring_sync_cancel_reg reg;
+  memset(&reg, 0, sizeof reg);
+  reg.addr = key;
+  reg.timeout.tv_sec = reg.timeout.tv_nsec = -1;
+  int r;
+  do
+    r = io_uring_register_sync_cancel(&u->ring, &reg);
+  while (r == -EINTR);
+}
+
+/* The result of the completion with user_data key, if it is in the CQ. */
+static int find_cqe(struct cloop__uring *u, uint64_t key, int *res) {
+  unsigned head;
+  struct io_uring_cqe *cqe;
+  io_uring_for_each_cqe(&u->ring, head, cqe) {
+    if (cqe->user_data == key) {
+      *res = cqe->res;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void ur_op_cancel(cloop_loop *loop, cloop_op *op) {
+  struct cloop__uring *u = U;
+  uint32_t i = (uint32_t)op->tag;
+  if (i >= u->nops || u->ops[i].op != op ||
+      op->tag != OP_KEY(i, u->ops[i].gen))
+    cloop__misuse("io_uring: cancelling operation %p, which is not in flight",
+                  (void *)op);
+  opslot *s = &u->ops[i];
+  if (sqe_unsent(u, s)) {
+    /* Still in our SQ: it becomes a no-op the kernel never answers. */
+    struct io_uring_sqe *sqe =
+        &u->ring.sq.sqes[(uint32_t)s->sq_pos & u->ring.sq.ring_mask];
+    memset(sqe, 0, sizeof *sqe);
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, IGNORE_TAG);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    op_release(loop, i);
+    return;
+  }
+  s->cancelling = 1;
+  sync_cancel(u, op->tag);
+  int res;
+  if (find_cqe(u, op->tag, &res)) {
+    /* Left in the CQ, and dropped there as stale once released. */
+    op_release(loop, i);
+    if (res != -ECANCELED && res != -EINTR)
+      cloop__op_complete(op, res); /* it finished first: keep its result */
+    return;
+  }
+  /* Not in the CQ: it overflowed. Make room, bring the overflow in and
+     take it through the usual path, which honours `cancelling`. */
+  cloop__uring_reap(loop);
+  io_uring_get_events(&u->ring);
+  cloop__uring_reap(loop);
+  s = &u->ops[i];
+  if (s->op == op)
+    op_release(loop, i); /* nothing came: whatever comes is dropped */
+}
+
+
+
+/* Cancelling an operation needs IORING_REGISTER_SYNC_CANCEL (Linux 6.0);
+   a key that matches nothing gets -ENOENT where it exists. */
+int cloop__uring_has_sync_cancel(struct io_uring *ring) {
+  struct io_uring_sync_cancel_reg reg;
+  memset(&reg, 0, sizeof reg);
+  reg.addr = OP_KEY(NO_SLOT, 0);
+  reg.timeout.tv_sec = reg.timeout.tv_nsec = -1;
+  return io_uring_register_sync_cancel(ring, &reg) == -ENOENT;
+}
+
+/* The same backend without operations of its own, for kernels without a
+   synchronous cancel: io.c's readiness path on the watchers. */
+
+void cloop__uring_ops_close(cloop_loop *loop) {
+  struct cloop__uring *u = U;
+  /* Operations still in flight (the loop was discarded): the kernel lets
+     go of their buffers before the ring goes, as cancel ensures. */
+  for (uint32_t i = 0; u->nlive && i < u->nops; i++)
+    if (u->ops[i].op && !sqe_unsent(u, &u->ops[i]))
+      sync_cancel(u, OP_KEY(i, u->ops[i].gen));
+}
+
+const cloop__io_ops cloop__uring_io_ops = {
+    .start = ur_op_start,
+    .cancel = ur_op_cancel,
+};
