@@ -1,6 +1,6 @@
 /* task.c -- asyncio's Task on stackful coroutines: spawn, await, sleep,
  * gather and cancellation. (Deadline scopes are deadline.c's, cloop_main
- * and periodic tasks main.c's, closing runtime.c's.)
+ * and periodic tasks run.c's, closing runtime.c's.)
  *
  * A task runs on its own stack. Its step handle (asyncio's Task.__step)
  * switches from the loop's stack into the task; an await switches back.

@@ -1,9 +1,14 @@
 /* cloop.h -- CLoop, Python asyncio's event loop rebuilt in C.
  *
- * The one public header. This is the callback level: a loop, handles on an
- * intrusive ready ring, timers on a 4-ary heap, fd watchers and a
- * thread-safe call. Every node (handle, timer, watcher) lives in the
- * caller's memory, so scheduling allocates nothing.
+ * The one public header, in two parts as the sources are in two folders.
+ * The callback level (loop/): a loop, handles on an intrusive ready ring,
+ * timers on a 4-ary heap, fd watchers, a thread-safe call, I/O operations
+ * that complete with a callback, name resolution and the TCP socket
+ * policy. Every node (handle, timer, watcher, operation) lives in the
+ * caller's memory, so scheduling allocates nothing. The coroutine level
+ * (coro/), built on it: futures, tasks on stackful coroutines, sleep,
+ * gather, deadlines, Event/Lock/Semaphore/Queue, and socket calls that park
+ * only the calling task.
  *
  * Errors: functions return >= 0 on success and -errno on failure, as
  * liburing and libuv do. The library's own codes (CLOOP_E*) sit far below

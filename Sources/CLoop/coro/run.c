@@ -1,4 +1,5 @@
-/* main.c -- asyncio.run (cloop_main) and periodic tasks, on top of tasks. */
+/* run.c -- asyncio.run (cloop_main) and periodic tasks, on top of tasks.
+ * (Not main.c: SwiftPM would take a target holding one for a program.) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
