@@ -174,6 +174,16 @@ intptr_t test_run_task(const cloop_options *opts, cloop_task_fn fn, void *arg) {
   return test_run_loop(loop, fn, arg);
 }
 
+intptr_t test_run_task_manual(const cloop_options *opts, cloop_task_fn fn,
+                              void *arg) {
+  cloop_loop *loop;
+  ASSERT_EQ(cloop_loop_new(&loop, opts), 0);
+  if (opts)
+    ASSERT_EQ(cloop_loop_switch(loop), opts->switch_mode);
+  cloop_debug_manual_clock(loop, TEST_CLOCK_START);
+  return test_run_loop(loop, fn, arg);
+}
+
 intptr_t test_run_loop(cloop_loop *loop, cloop_task_fn fn, void *arg) {
   cloop_task *t;
   ASSERT_EQ(cloop_spawn(loop, &t, fn, arg, "test-main"), 0);

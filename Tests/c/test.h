@@ -128,6 +128,13 @@ _Noreturn void test__fail(void);
    result (>= 0) or error. */
 intptr_t test_run_task(const cloop_options *opts, cloop_task_fn fn, void *arg);
 
+/* test_run_task on the manual clock (cloop_debug_manual_clock), starting
+   at TEST_CLOCK_START: timers fire exactly at their deadlines, and time
+   jumps instead of passing, so timing tests are exact and quick. */
+#define TEST_CLOCK_START ((uint64_t)1000000000000) /* 1000 s */
+intptr_t test_run_task_manual(const cloop_options *opts, cloop_task_fn fn,
+                              void *arg);
+
 /* The same on a loop the test made (test_run_task's second half). */
 intptr_t test_run_loop(cloop_loop *loop, cloop_task_fn fn, void *arg);
 

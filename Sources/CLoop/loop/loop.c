@@ -265,7 +265,10 @@ iterate(cloop_loop *loop, int64_t timeout_ns) {
      The one exception to "call h->fn": a task's step handle resumes the
      task right here, the switch inlined into this frame (coro/task.h). A
      switch inside a called function costs the call and the return after
-     it, which the CPU mispredicts after every switch: RESUME_SHORTCUT_NOTE */
+     it, which the CPU mispredicts after every switch. Measured with
+     bench/cloop_bench.c's future (a million create/call_soon/await
+     rounds), three runs each, 2026-12-02: 56 ns a round with it, 66-67 ns
+     built with -DCLOOP_NO_RESUME_SHORTCUT: a sixth of an await. */
   cloop_link batch;
   list_init(&batch);
   list_splice(&batch, &loop->ready);
