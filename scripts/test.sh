@@ -2,7 +2,8 @@
 # Runs every test: `swift test` in a debug, a release and an ASan build;
 # the Swift examples' smoke tests (the demo, tinyasync-echo,
 # tinyasync-http-hello, on both backends); the CMake build and its C tests
-# (ctest, with the C examples' smoke tests); ctest under ASan+UBSan.
+# (ctest, with the C examples' smoke tests); ctest under ASan+UBSan; the C
+# tests cross-built for AArch64 and run under qemu-user.
 # Installs what is missing first. Build folders: .build and .build-asan
 # (SwiftPM), build/ and build-asan/ (CMake).
 set -euo pipefail
@@ -49,5 +50,11 @@ step "CMake with ASan+UBSan: build and ctest"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCLOOP_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+step "AArch64: the C tests cross-built and run under qemu-user"
+# The AArch64 switch (coro_aarch64.S) and the rest on the other ABI; the
+# timing tests run on the manual clock, so emulation does not slow them
+# past their bounds.
+scripts/test-aarch64.sh
 
 step "all tests passed"

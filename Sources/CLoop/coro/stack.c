@@ -2,9 +2,9 @@
  * handler that names the coroutine whose stack overflowed.
  *
  * Each stack sits above a CLOOP_STACK_GUARD region that faults on any
- * access. The guard must be large (DESIGN.md: compilers put a big local on
- * the stack with one `sub rsp` and no probes, and a 4 KiB guard is jumped
- * over). The stacks are objects of a slab pool (loop/slab.h) mapped with
+ * access. The guard must be large: compilers put a big local on the stack
+ * with one `sub rsp` and no probes, and a 4 KiB guard is jumped over. The
+ * stacks are objects of a slab pool (loop/slab.h) mapped with
  * MAP_NORESERVE: only the pages a task touches cost memory, and a stack
  * given back is the next one taken, its pages already faulted in. */
 #ifndef _GNU_SOURCE

@@ -148,7 +148,7 @@ static int attempt(cloop_op *op) {
 }
 
 /* Forgets what the table holds for an fd number that the kernel has just
-   handed out again (accept here, socket(2) in net.c): the fd it named was
+   handed out again (accept here, socket(2) in tcp.c): the fd it named was
    closed without cloop_close_fd, and its registration went with it. */
 void cloop__fd_fresh(cloop_loop *loop, int fd) {
   if (fd < 0 || fd >= loop->nfds)

@@ -212,7 +212,7 @@ static void advance_manual(cloop_loop *loop, int64_t wait) {
   cloop_update_time(loop);
 }
 
-/* One iteration, in DESIGN.md's order. Returns 1 while work remains, 0 when
+/* One iteration, in the order of asyncio's _run_once (docs/walkthrough.md). Returns 1 while work remains, 0 when
    nothing is left, or -errno from the poller. */
 static inline __attribute__((always_inline)) int
 iterate(cloop_loop *loop, int64_t timeout_ns) {

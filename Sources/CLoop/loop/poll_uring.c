@@ -86,9 +86,6 @@ static int setup_ring(struct io_uring *ring) {
   return r;
 }
 
-/* Cancelling an operation needs IORING_REGISTER_SYNC_CANCEL (Linux 6.0);
-   a key that matches nothing gets -ENOENT where it exists. */
-
 static int ur_init(cloop_loop *loop) {
   struct cloop__uring *u = calloc(1, sizeof *u);
   if (!u)

@@ -214,9 +214,6 @@ int cloop__uring_has_sync_cancel(struct io_uring *ring) {
   return io_uring_register_sync_cancel(ring, &reg) == -ENOENT;
 }
 
-/* The same backend without operations of its own, for kernels without a
-   synchronous cancel: io.c's readiness path on the watchers. */
-
 void cloop__uring_ops_close(cloop_loop *loop) {
   struct cloop__uring *u = U;
   /* Operations still in flight (the loop was discarded): the kernel lets
