@@ -71,7 +71,8 @@ public final class EventLoop {
   /// - Throws: ``TinyAsyncError/backendUnavailable`` when `backend` names
   ///   one that cannot run here; ``TinyAsyncError/system(errno:message:)``
   ///   when the kernel refuses (e.g. `EMFILE` for the epoll or eventfd
-  ///   descriptor, `EINVAL` for a bad `$CLOOP_BACKEND`).
+  ///   descriptor); ``TinyAsyncError/invalidSetting(code:detail:)`` for a
+  ///   `$CLOOP_BACKEND` or `$CLOOP_SWITCH` it does not understand.
   public init(backend: Backend = .automatic) throws(TinyAsyncError) {
     var options = cloop_options()
     cloop_options_init(&options)

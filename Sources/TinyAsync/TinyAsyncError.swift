@@ -42,6 +42,11 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   case backendUnavailable
   /// Memory ran out (`ENOMEM`), including `RLIMIT_MEMLOCK` for io_uring.
   case outOfMemory
+  /// A setting the C core does not accept (`CLOOP_EBADENV`,
+  /// `CLOOP_EBADOPTION`): `detail` names it, the value given and the values
+  /// accepted, e.g. `CLOOP_BACKEND="URING": expected epoll, uring (or
+  /// io_uring) or auto`.
+  case invalidSetting(code: Int32, detail: String)
   /// Any other system error: the positive `errno` and its message.
   case system(errno: Int32, message: String)
   /// A code of CLoop's own that this version of TinyAsync has no name for.
@@ -63,6 +68,8 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case CLOOP_ENODELIM: self = .delimiterNotFound
     case CLOOP_ENOBACKEND: self = .backendUnavailable
     case -ENOMEM: self = .outOfMemory
+    case CLOOP_EBADENV, CLOOP_EBADOPTION:
+      self = .invalidSetting(code: code, detail: String(cString: cloop_error_detail()))
     case -4095 ... -1:  // Linux errno range (MAX_ERRNO is 4095)
       self = .system(errno: -code, message: Self.message(for: code))
     default:
@@ -84,6 +91,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case .delimiterNotFound: CLOOP_ENODELIM
     case .backendUnavailable: CLOOP_ENOBACKEND
     case .outOfMemory: -ENOMEM
+    case .invalidSetting(let code, _): code
     case .system(let errno, _): -errno
     case .library(let code, _): code
     }
@@ -99,6 +107,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   public var message: String {
     switch self {
     case .system(_, let message), .library(_, let message): message
+    case .invalidSetting(_, let detail) where !detail.isEmpty: detail
     case .hostNotFound: "host not found"
     case .delimiterNotFound: "no delimiter within the maximum length"
     case .closed: "socket closed"
@@ -129,6 +138,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case .delimiterNotFound: "delimiter not found"
     case .backendUnavailable: "backend unavailable"
     case .outOfMemory: "out of memory"
+    case .invalidSetting: "invalid setting"
     case .system: "system"
     case .library: "library"
     }

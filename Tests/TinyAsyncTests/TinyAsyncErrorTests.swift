@@ -40,6 +40,43 @@ struct TinyAsyncErrorTests {
       == "No such file or directory (errno 2)")
   }
 
+  /// A typo in `$CLOOP_BACKEND` or `$CLOOP_SWITCH` names the variable, the
+  /// value and what is accepted. In a child process: the environment is the
+  /// whole test process's. (An exit test captures nothing: one per variable.)
+  @Test func aBadBackendVariableSaysWhichAndWhatIsAccepted() async {
+    let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+      setenv("CLOOP_BACKEND", "URING", 1)
+      TinyAsyncErrorTests.printLoopError()
+    }
+    let text = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
+    for word in ["invalidSetting", "CLOOP_BACKEND=\"URING\"", "epoll", "uring", "auto"] {
+      #expect(text.contains(word), "\(text) lacks \(word)")
+    }
+  }
+
+  @Test func aBadSwitchVariableSaysWhichAndWhatIsAccepted() async {
+    let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+      setenv("CLOOP_SWITCH", "fastest", 1)
+      TinyAsyncErrorTests.printLoopError()
+    }
+    let text = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self)
+    for word in ["invalidSetting", "CLOOP_SWITCH=\"fastest\"", "asm", "fast", "ucontext", "auto"] {
+      #expect(text.contains(word), "\(text) lacks \(word)")
+    }
+  }
+
+  /// Makes a loop and prints the error it throws, and whether it is the
+  /// named case.
+  static func printLoopError() {
+    do {
+      _ = try EventLoop()
+      print("no error")
+    } catch {
+      if case .invalidSetting(let code, _) = error, code == CLOOP_EBADENV { print("invalidSetting") }
+      print("\(error)")
+    }
+  }
+
   @Test func askingForIoUringByNameRunsItOrThrowsBackendUnavailable() {
     do {
       let loop = try EventLoop(backend: .ioUring)

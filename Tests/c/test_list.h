@@ -45,6 +45,7 @@ TEST(loop_backend_epoll)
 /* test_errors.c */
 TEST(errors_strerror)
 TEST(errors_backend_env_bogus)
+TEST(errors_version)
 
 /* test_future.c */
 TEST_SWITCH(future_await_order)

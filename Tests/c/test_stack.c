@@ -48,7 +48,8 @@ TEST_IMPL_SWITCH(stack_size_usable) {
   /* Too small a stack is refused. */
   cloop_loop *loop;
   o.stack_size = 1024;
-  ASSERT_EQ(cloop_loop_new(&loop, &o), -EINVAL);
+  ASSERT_EQ(cloop_loop_new(&loop, &o), CLOOP_EBADOPTION);
+  ASSERT(strstr(cloop_error_detail(), "stack_size is 1024 bytes") != NULL);
   return 0;
 }
 

@@ -25,6 +25,11 @@ void cloop__coro_start(void);
 /* ---- switch selection ---------------------------------------------------- */
 
 int cloop__switch_resolve(cloop_switch mode, cloop_switch *out) {
+  if (mode != CLOOP_SWITCH_AUTO && mode != CLOOP_SWITCH_ASM &&
+      mode != CLOOP_SWITCH_FAST && mode != CLOOP_SWITCH_UCONTEXT)
+    return cloop__bad_setting(CLOOP_EBADOPTION, "cloop_options.switch_mode is "
+                              "%d: expected CLOOP_SWITCH_AUTO, _ASM, _FAST or "
+                              "_UCONTEXT", (int)mode);
   const char *env = getenv("CLOOP_SWITCH");
   if (mode == CLOOP_SWITCH_AUTO && env && *env) {
     if (strcmp(env, "asm") == 0)
@@ -34,13 +39,11 @@ int cloop__switch_resolve(cloop_switch mode, cloop_switch *out) {
     else if (strcmp(env, "ucontext") == 0)
       mode = CLOOP_SWITCH_UCONTEXT;
     else if (strcmp(env, "auto") != 0)
-      return -1;
+      return cloop__bad_setting(CLOOP_EBADENV, "CLOOP_SWITCH=\"%.40s\": "
+                                "expected asm, fast, ucontext or auto", env);
   }
   if (mode == CLOOP_SWITCH_AUTO)
     mode = CLOOP_SWITCH_ASM;
-  if (mode != CLOOP_SWITCH_ASM && mode != CLOOP_SWITCH_FAST &&
-      mode != CLOOP_SWITCH_UCONTEXT)
-    return -1;
 #ifndef HAVE_ASM
   mode = CLOOP_SWITCH_UCONTEXT; /* no assembly switch for this machine */
 #endif

@@ -38,8 +38,9 @@ typedef struct cloop__ctx {
 } cloop__ctx;
 
 /* The switch to use on this machine for `mode` (AUTO resolved from
-   $CLOOP_SWITCH; asm modes fall back to ucontext off x86-64/AArch64). Returns -1 for a bad
-   $CLOOP_SWITCH. */
+   $CLOOP_SWITCH; asm modes fall back to ucontext off x86-64/AArch64).
+   Returns 0, CLOOP_EBADENV for a bad $CLOOP_SWITCH or CLOOP_EBADOPTION for
+   a bad mode (cloop_error_detail says which). */
 int cloop__switch_resolve(cloop_switch mode, cloop_switch *out);
 
 /* Prepares c to run entry(arg) on [stack_lo, stack_lo + size) when first

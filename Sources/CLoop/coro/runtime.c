@@ -14,13 +14,20 @@ extern const size_t cloop__net_op_size;
 
 int cloop__coro_open(cloop_loop *loop, const cloop_options *opts) {
   cloop_switch switch_mode;
-  if (cloop__switch_resolve(opts ? opts->switch_mode : CLOOP_SWITCH_AUTO,
-                            &switch_mode) < 0)
-    return -EINVAL;
+  int r = cloop__switch_resolve(opts ? opts->switch_mode : CLOOP_SWITCH_AUTO,
+                                &switch_mode);
+  if (r < 0)
+    return r;
   size_t stack_size = opts && opts->stack_size ? opts->stack_size
                                                 : CLOOP_STACK_DEFAULT;
   if (stack_size < 16384)
-    return -EINVAL;
+    return cloop__bad_setting(CLOOP_EBADOPTION, "cloop_options.stack_size is "
+                              "%zu bytes: the least is 16384 (16 KiB)", stack_size);
+  if (opts && opts->task_stack != CLOOP_STACK_DEFAULT_MODE &&
+      opts->task_stack != CLOOP_STACK_PRIVATE && opts->task_stack != CLOOP_STACK_SHARED)
+    return cloop__bad_setting(CLOOP_EBADOPTION, "cloop_options.task_stack is %d: "
+                              "expected CLOOP_STACK_DEFAULT_MODE, _PRIVATE or _SHARED",
+                              (int)opts->task_stack);
   struct cloop__coro *c = calloc(1, sizeof *c);
   if (!c)
     return -ENOMEM;

@@ -31,14 +31,38 @@
 extern "C" {
 #endif
 
+/* ---- version ----------------------------------------------------------- */
+
+/* The version of this header; cloop_version() is the library's, which may
+   differ when a program is linked against another build. */
+#define CLOOP_VERSION_MAJOR 0
+#define CLOOP_VERSION_MINOR 2
+#define CLOOP_VERSION_PATCH 0
+#define CLOOP_VERSION \
+  (CLOOP_VERSION_MAJOR * 10000 + CLOOP_VERSION_MINOR * 100 + CLOOP_VERSION_PATCH)
+
+/* The library's CLOOP_VERSION (e.g. 200 for 0.2.0). */
+int cloop_version(void);
+/* The same as text, "0.2.0". */
+const char *cloop_version_string(void);
+
 /* ---- errors ------------------------------------------------------------ */
 
 #define CLOOP_ENOBACKEND (-20001) /* the backend asked for is not available */
 #define CLOOP_ENOHOST (-20002)    /* a host name that resolves to no address */
 #define CLOOP_ENODELIM (-20003)   /* max bytes read, and no delimiter in them */
+#define CLOOP_EBADENV (-20004)    /* $CLOOP_BACKEND or $CLOOP_SWITCH not understood */
+#define CLOOP_EBADOPTION (-20005) /* a cloop_options field out of range */
 
 /* A static message for err (a -errno value or a CLOOP_E* code). */
 const char *cloop_strerror(int err);
+
+/* After cloop_loop_new (or cloop_main) failed with CLOOP_EBADENV or
+   CLOOP_EBADOPTION on this thread: which setting, the value given and the
+   values accepted, e.g. `CLOOP_BACKEND="URING": expected epoll, uring (or
+   io_uring) or auto`. "" otherwise. Valid until the next cloop_loop_new
+   on this thread. */
+const char *cloop_error_detail(void);
 
 /* ---- the loop ---------------------------------------------------------- */
 
@@ -107,8 +131,10 @@ typedef struct cloop_options {
 void cloop_options_init(cloop_options *opts);
 
 /* Creates a loop owned by the calling thread; opts may be NULL.
-   Returns 0, -ENOMEM, -EINVAL (bad $CLOOP_BACKEND), CLOOP_ENOBACKEND, or
-   the errno of a failed epoll_create1/eventfd. */
+   Returns 0, -ENOMEM, CLOOP_EBADENV (a $CLOOP_BACKEND or $CLOOP_SWITCH it
+   does not understand), CLOOP_EBADOPTION (an opts field out of range, a
+   stack_size under 16 KiB), CLOOP_ENOBACKEND, or the errno of a failed
+   epoll_create1/eventfd/io_uring_setup. */
 int cloop_loop_new(cloop_loop **out, const cloop_options *opts);
 
 /* Closes the loop: first cancels the tasks still alive and runs the loop

@@ -28,7 +28,9 @@ static int pick_backend(const cloop_options *opts, cloop_backend *out) {
   cloop_backend b = opts ? opts->backend : CLOOP_BACKEND_AUTO;
   if (b != CLOOP_BACKEND_AUTO && b != CLOOP_BACKEND_EPOLL &&
       b != CLOOP_BACKEND_URING)
-    return -EINVAL;
+    return cloop__bad_setting(CLOOP_EBADOPTION, "cloop_options.backend is %d: "
+                              "expected CLOOP_BACKEND_AUTO, _EPOLL or _URING",
+                              (int)b);
   const char *env = getenv("CLOOP_BACKEND");
   if (b == CLOOP_BACKEND_AUTO && env && *env) {
     if (strcmp(env, "epoll") == 0)
@@ -36,14 +38,16 @@ static int pick_backend(const cloop_options *opts, cloop_backend *out) {
     else if (strcmp(env, "uring") == 0 || strcmp(env, "io_uring") == 0)
       b = CLOOP_BACKEND_URING;
     else if (strcmp(env, "auto") != 0)
-      return -EINVAL;
+      return cloop__bad_setting(CLOOP_EBADENV, "CLOOP_BACKEND=\"%.40s\": "
+                                "expected epoll, uring (or io_uring) or auto", env);
   }
   *out = b;
   return 0;
 }
 
 int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
-  cloop_backend backend;
+  cloop_backend backend = CLOOP_BACKEND_AUTO;
+  cloop__bad_setting(0, NULL); /* no detail left from an earlier failure */
   int r = pick_backend(opts, &backend);
   if (r < 0)
     return r;

@@ -166,6 +166,11 @@ struct cloop_loop {
 
 /* ---- misuse ----------------------------------------------------------- */
 
+/* Returns code (a CLOOP_EBAD* error) after keeping the message for
+   cloop_error_detail on this thread; code 0 clears it (error.c). */
+int cloop__bad_setting(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Prints "cloop: misuse: <what>" and aborts. */
 _Noreturn void cloop__misuse(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
