@@ -208,6 +208,14 @@ TEST_POLL(io_resolve)
 TEST_POLL(io_connector_and_acceptor)
 TEST_POLL(io_acceptor_emfile_pauses)
 
+/* test_pool.c */
+TEST(pool_10k_jobs)
+TEST(pool_cancel_and_order)
+TEST(pool_abandon)
+TEST(pool_to_thread)
+TEST(pool_runs_the_resolver)
+TEST(pool_default_size_from_env)
+
 /* test_uring_ops.c */
 TEST(uring_ops_native_path)
 TEST(uring_ops_round_trip)

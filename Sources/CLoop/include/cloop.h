@@ -364,6 +364,62 @@ int cloop_op_cancel(cloop_loop *loop, cloop_op *op);
    then close(2)s it. Returns 0 or -errno from close. */
 int cloop_close_fd(cloop_loop *loop, int fd);
 
+/* ---- work off the loop: asyncio's run_in_executor, libuv's uv_queue_work */
+
+/* A bounded pool of threads for blocking calls. One process-wide pool
+   (cloop_pool_default: $CLOOP_POOL_THREADS threads, else 4, started as
+   work comes) serves every loop that was not given its own. */
+typedef struct cloop_pool cloop_pool;
+typedef struct cloop_work cloop_work;
+typedef void (*cloop_work_fn)(cloop_work *w);
+
+/* One request, in the caller's memory (zero it before its first use). */
+struct cloop_work {
+  cloop_handle handle;   /* its completion, back on the loop */
+  cloop_link node;       /* in the pool's queue */
+  cloop_loop *loop;
+  cloop_pool *pool;
+  cloop_work_fn work;    /* runs on a pool thread */
+  cloop_work_fn done;    /* runs on the loop's thread, once */
+  cloop_work_fn drop;    /* see cloop_work_abandon */
+  void *data;            /* the caller's */
+  int result;            /* in done: 0 (work ran) or -ECANCELED (it never did) */
+  int state;             /* the library's */
+};
+
+/* A pool of at most threads threads (0: 4), started as work comes.
+   Returns 0, -EINVAL (more than 1024), -ENOMEM. */
+int cloop_pool_new(cloop_pool **out, int threads);
+/* Stops and joins the pool's threads; no work may still be queued (it
+   aborts if some is) or running. */
+void cloop_pool_free(cloop_pool *p);
+/* The process-wide pool (made on first use), or NULL without memory. */
+cloop_pool *cloop_pool_default(void);
+/* The most threads p may run. */
+int cloop_pool_size(const cloop_pool *p);
+/* Gives loop its own pool (NULL: the process-wide one again). */
+void cloop_loop_set_pool(cloop_loop *loop, cloop_pool *p);
+
+/* Runs work(w) on a thread of the loop's pool, then done(w) on the loop's
+   thread (w->result 0). The loop stays alive until done has run. Returns
+   0, or -EINVAL, -ENOMEM, -EAGAIN (no thread could start); then neither
+   runs. Requests start in the order queued. */
+int cloop_queue_work(cloop_loop *loop, cloop_work *w, cloop_work_fn work,
+                     cloop_work_fn done, void *data);
+/* Takes back a request no thread has started: work never runs and done
+   runs with -ECANCELED (from the ready ring); returns 1. A request that is
+   running (or done) cannot be cancelled: returns 0, and done comes as
+   usual. */
+int cloop_work_cancel(cloop_work *w);
+/* Forgets a request, whatever its state: done will not run and the loop
+   no longer waits for it. drop(w) runs once when nobody else holds w --
+   at once for a request not started, on the pool thread when a running
+   work returns (so drop may only free memory: it must not touch the
+   loop, which may be gone), or on the loop for one that had finished.
+   Returns 1, or 0 if w was idle. For a caller that gives up waiting for a
+   blocking call (a task cancelled while it waits). */
+int cloop_work_abandon(cloop_work *w, cloop_work_fn drop);
+
 /* ---- name resolution: libuv's uv_getaddrinfo --------------------------- */
 
 struct addrinfo;
@@ -587,6 +643,13 @@ int cloop_sleep_until(uint64_t deadline_ns);
    deadline passes, the futures still pending are cancelled and awaited, so
    none is left running; then it returns -ECANCELED / -ETIMEDOUT. */
 int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results);
+
+/* In a task: runs fn(arg) on a thread of the loop's work pool (asyncio's
+   to_thread) and returns what it returned; only this task waits. Cancelled
+   or timed out while it waits, it returns -ECANCELED / -ETIMEDOUT at once:
+   an fn not started never runs, a running one finishes on its thread and
+   its result is dropped. Also -ENOMEM, -EAGAIN (no thread could start). */
+intptr_t cloop_to_thread(cloop_task_fn fn, void *arg);
 
 /* ---- coroutine level: deadlines, running a main task ------------------ */
 

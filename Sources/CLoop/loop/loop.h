@@ -149,6 +149,7 @@ struct cloop_loop {
   atomic_int ts_pending;
 
   cloop__slab_pool interests;   /* io.c's (cloop__interest_size) */
+  struct cloop_pool *pool;      /* its own work pool, or NULL: the default */
   struct cloop__coro *coro;     /* the coroutine level's state, see below */
 
   /* the clock: monotonic, or a manual one for tests (cloop_debug_manual_clock) */

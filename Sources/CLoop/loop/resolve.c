@@ -4,32 +4,27 @@
  *
  * A numeric host ("127.0.0.1", "::1") is parsed on the loop's thread with
  * AI_NUMERICHOST, which does no I/O. Anything else may read /etc/hosts or
- * ask a DNS server, so getaddrinfo runs on a short-lived thread of its own
- * and answers through cloop_call_threadsafe -- unless the request was
- * cancelled first (state ABANDONED): then the thread frees its answer and
- * never touches the loop, which may be gone by then. */
+ * ask a DNS server, so getaddrinfo runs on the loop's work pool (pool.c)
+ * and its answer comes back through cloop_call_threadsafe -- unless the
+ * request was cancelled first: then the lookup is abandoned, and the pool
+ * thread frees its answer without touching the loop, which may be gone by
+ * then. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loop/loop.h"
 
-enum { LOOKUP_RUNNING, LOOKUP_ABANDONED, LOOKUP_ANSWERED };
-
-/* What the thread owns while it runs: the request may be cancelled and
-   its memory reused meanwhile. */
+/* What the pool thread works on: the request may be cancelled and its
+   memory reused meanwhile, so the lookup keeps its own copy of the name. */
 struct cloop__lookup {
-  cloop_handle answer; /* queued by the thread on the loop */
+  cloop_work work;
   cloop_resolve *req;
-  cloop_loop *loop;
-  atomic_int state;
   struct addrinfo hints;
   int gai, sys_errno;
   struct addrinfo *res;
@@ -66,9 +61,16 @@ static void complete(cloop_resolve *req, int result, struct addrinfo *addrs) {
   cloop_call_soon(req->loop, &req->handle);
 }
 
-static void lookup_answered(void *arg) {
-  struct cloop__lookup *l = arg;
-  cloop_unref(l->loop);
+/* On a pool thread. */
+static void lookup_run(cloop_work *w) {
+  struct cloop__lookup *l = w->data;
+  l->gai = getaddrinfo(l->host, l->port, &l->hints, &l->res);
+  l->sys_errno = errno;
+}
+
+/* Back on the loop. */
+static void lookup_done(cloop_work *w) {
+  struct cloop__lookup *l = w->data;
   int r = lookup_error(l->gai, l->sys_errno);
   if (r < 0 && l->res) {
     freeaddrinfo(l->res);
@@ -77,11 +79,6 @@ static void lookup_answered(void *arg) {
   cloop_resolve *req = l->req;
   struct addrinfo *res = l->res;
   free(l);
-  if (!req) { /* cancelled while the answer was on its way */
-    if (res)
-      freeaddrinfo(res);
-    return;
-  }
   /* Already in a batch: the callback runs now. */
   req->lookup = NULL;
   req->result = r;
@@ -89,19 +86,13 @@ static void lookup_answered(void *arg) {
   req->fn(req);
 }
 
-static void *lookup_thread(void *arg) {
-  struct cloop__lookup *l = arg;
-  l->gai = getaddrinfo(l->host, l->port, &l->hints, &l->res);
-  l->sys_errno = errno;
-  int running = LOOKUP_RUNNING;
-  if (atomic_compare_exchange_strong(&l->state, &running, LOOKUP_ANSWERED)) {
-    cloop_call_threadsafe(l->loop, &l->answer); /* last touch of l */
-  } else {
-    if (l->res)
-      freeaddrinfo(l->res);
-    free(l);
-  }
-  return NULL;
+/* An abandoned lookup's end, on the pool thread (or the loop's): it owns
+   its answer. */
+static void lookup_drop(cloop_work *w) {
+  struct cloop__lookup *l = w->data;
+  if (l->res)
+    freeaddrinfo(l->res);
+  free(l);
 }
 
 int cloop_resolve_start(cloop_loop *loop, cloop_resolve *req, const char *host,
@@ -149,21 +140,10 @@ int cloop_resolve_start(cloop_loop *loop, cloop_resolve *req, const char *host,
   memcpy(l->port, port_text, sizeof l->port);
   l->hints = hints;
   l->req = req;
-  l->loop = loop;
-  atomic_init(&l->state, LOOKUP_RUNNING);
-  cloop_handle_init(&l->answer, lookup_answered, l);
-
-  pthread_attr_t attr;
-  pthread_t thread;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  cloop_ref(loop); /* the answer is still to come */
-  int err = pthread_create(&thread, &attr, lookup_thread, l);
-  pthread_attr_destroy(&attr);
-  if (err) {
-    cloop_unref(loop);
+  int r = cloop_queue_work(loop, &l->work, lookup_run, lookup_done, l);
+  if (r < 0) {
     free(l);
-    return -err; /* EAGAIN: no thread now */
+    return r; /* -EAGAIN: no thread now */
   }
   req->lookup = l;
   return 0;
@@ -174,14 +154,9 @@ int cloop_resolve_cancel(cloop_resolve *req) {
   if (!l)
     return 0; /* answered (maybe queued: then its callback still runs) */
   CLOOP__CHECK(req->loop, "cloop_resolve_cancel");
-  int running = LOOKUP_RUNNING;
-  if (atomic_compare_exchange_strong(&l->state, &running, LOOKUP_ABANDONED)) {
-    cloop_unref(req->loop); /* the thread cleans up */
-  } else {
-    /* The answer is on its way through the thread-safe ring: it lands,
-       but for nobody (lookup_answered frees it). */
-    l->req = NULL;
-  }
+  /* Not started: it never runs. Running: the pool thread frees its answer
+     when getaddrinfo returns; the loop does not wait for it. */
+  cloop_work_abandon(&l->work, lookup_drop);
   complete(req, -ECANCELED, NULL);
   return 1;
 }
