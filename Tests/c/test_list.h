@@ -216,6 +216,15 @@ TEST(pool_to_thread)
 TEST(pool_runs_the_resolver)
 TEST(pool_default_size_from_env)
 
+/* test_signal.c */
+TEST_POLL(signal_reaches_every_watcher)
+TEST_POLL(signal_keeps_a_mask_it_found)
+TEST_POLL(signal_before_anyone_looks_is_counted)
+TEST_POLL(signal_wait_in_a_task)
+TEST_POLL(signal_to_another_thread_is_moved_to_the_loop)
+TEST_POLL(signal_reaches_two_loops_on_two_threads)
+TEST(signal_refuses_what_cannot_be_watched)
+
 /* test_uring_ops.c */
 TEST(uring_ops_native_path)
 TEST(uring_ops_round_trip)

@@ -304,6 +304,43 @@ int cloop_unwatch(cloop_loop *loop, cloop_watcher *w);
 /* Prepares an idle watcher (zeroing it does the same). */
 void cloop_watcher_init(cloop_watcher *w);
 
+/* ---- signals: asyncio's add_signal_handler ---------------------------- */
+
+/* Watches one signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1, ...) through the
+   loop's signalfd: when it arrives, the watcher's handle is queued once and
+   its callback runs from the ready ring, in a batch like any event, never
+   inside a signal handler. Every watcher of the signal in the process, on
+   any loop, sees every arrival; arrivals while the callback has not run yet
+   coalesce, and `count` says how many there were. While watched, the
+   signal is blocked in the watching loops' threads (their masks restored
+   when their last watcher of it stops), and a process-wide handler moves
+   one that reaches another thread to a watching loop's (the previous
+   action restored when the last watcher in the process stops). An active
+   watcher keeps the loop alive (like an fd watcher). Zero it (or
+   cloop_signal_init) before its first use; it must not move while active. */
+typedef struct cloop_signal {
+  cloop_handle handle;  /* the callback, queued when the signal arrives */
+  cloop_loop *loop;     /* NULL while idle */
+  int signo;
+  unsigned count;       /* arrivals not yet taken (cloop_signal_take) */
+  cloop_link node;      /* the library's */
+} cloop_signal;
+
+void cloop_signal_init(cloop_signal *s);
+/* Starts watching signo, calling fn(arg) when it arrives (fn may be NULL:
+   the watcher only counts, for cloop_signal_wait). Returns 0, -EINVAL
+   (SIGKILL, SIGSTOP, or a fault signal: SIGSEGV, SIGBUS, SIGILL, SIGFPE;
+   or no such signal), -EMFILE (64 loops watch signo already), -ENOMEM, or
+   the errno of signalfd. Starting an active watcher aborts. */
+int cloop_signal_start(cloop_loop *loop, cloop_signal *s, int signo,
+                       cloop_fn fn, void *arg);
+/* Stops s (also inside its callback). Returns 1 if it was active, else 0.
+   A signal still pending when the last watcher of it on a thread stops
+   meets the signal's previous action then. */
+int cloop_signal_stop(cloop_signal *s);
+/* Returns the arrivals counted since the last take, and clears them. */
+unsigned cloop_signal_take(cloop_signal *s);
+
 /* ---- I/O operations: asyncio's sock_* on the callback level ----------- */
 
 /* One accept, connect, recv or send on a non-blocking socket, in the
@@ -650,6 +687,14 @@ int cloop_gather(cloop_future *const *futures, size_t n, intptr_t *results);
    an fn not started never runs, a running one finishes on its thread and
    its result is dropped. Also -ENOMEM, -EAGAIN (no thread could start). */
 intptr_t cloop_to_thread(cloop_task_fn fn, void *arg);
+
+/* In a task: waits until the started watcher s (of this task's loop)
+   has counted an arrival of its signal, and takes the count: returns it
+   (>= 1), or -ECANCELED / -ETIMEDOUT, or -EINVAL for a watcher not
+   started. A signal that arrives while no task waits stays counted, so the
+   next wait returns at once. Do not stop a watcher a task waits on (cancel
+   the task). */
+int cloop_signal_wait(cloop_signal *s);
 
 /* ---- coroutine level: deadlines, running a main task ------------------ */
 

@@ -114,6 +114,7 @@ int cloop_loop_free(cloop_loop *loop) {
 }
 
 void cloop__loop_discard(cloop_loop *loop) {
+  cloop__signals_discard(loop); /* first: it unqueues its handles */
   while (!list_empty(&loop->ready))
     list_pop(&loop->ready);
   while (loop->timers.len)

@@ -150,6 +150,7 @@ struct cloop_loop {
 
   cloop__slab_pool interests;   /* io.c's (cloop__interest_size) */
   struct cloop_pool *pool;      /* its own work pool, or NULL: the default */
+  struct cloop__signals *signals; /* signal.c's, while signals are watched */
   struct cloop__coro *coro;     /* the coroutine level's state, see below */
 
   /* the clock: monotonic, or a manual one for tests (cloop_debug_manual_clock) */
@@ -197,6 +198,9 @@ int cloop__iterate(cloop_loop *loop, int64_t timeout_ns);
 /* Drops every queued handle, pending timer, watcher and reference, so the
    loop can be freed (loop.c; cloop_main's ending). */
 void cloop__loop_discard(cloop_loop *loop);
+
+/* Stops every signal watcher of the loop (signal.c; for discard). */
+void cloop__signals_discard(cloop_loop *loop);
 
 /* CLOCK_MONOTONIC in nanoseconds; about 20 ns here (vDSO). */
 static inline uint64_t cloop__clock_ns(void) {
