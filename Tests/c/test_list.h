@@ -225,6 +225,12 @@ TEST_POLL(signal_to_another_thread_is_moved_to_the_loop)
 TEST_POLL(signal_reaches_two_loops_on_two_threads)
 TEST(signal_refuses_what_cannot_be_watched)
 
+/* test_unix.c */
+TEST_POLL(unix_echo_path_and_abstract)
+TEST(unix_stale_path_and_live_server)
+TEST(unix_path_too_long_is_refused)
+TEST_POLL(unix_connect_errors)
+
 /* test_uring_ops.c */
 TEST(uring_ops_native_path)
 TEST(uring_ops_round_trip)

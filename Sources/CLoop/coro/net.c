@@ -308,6 +308,21 @@ int cloop_tcp_connect(const char *host, int port) {
   return r;
 }
 
+int cloop_unix_connect(const char *path) {
+  cloop_task *t = cloop__task_or_abort("cloop_unix_connect");
+  int r = cloop__interruption(t);
+  if (r)
+    return r;
+  net_op *n = op_new(t);
+  if (!n)
+    return -ENOMEM;
+  op_prepare(t, n);
+  r = op_wait(t, n, KIND_CONNECT,
+              cloop_connect_unix_start(t->loop, &n->u.conn, path, connect_done, n));
+  op_free(t, n);
+  return r;
+}
+
 int cloop_sock_close(int fd) {
   cloop_task *t = cloop__running_task();
   if (t)

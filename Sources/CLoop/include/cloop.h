@@ -567,6 +567,39 @@ int cloop_connect_start(cloop_loop *loop, cloop_connector *c, const char *host,
    had succeeded already. Returns 1 if it was under way, else 0. */
 int cloop_connect_cancel(cloop_connector *c);
 
+/* ---- Unix domain stream sockets --------------------------------------
+
+   The same stream as TCP's (accept with cloop_accept_start, I/O with the
+   operations above or the task calls below); only the addresses differ. A
+   name is a path, or "@name" for a Linux abstract name (no file; gone with
+   the socket). A path that does not fit (107 bytes, 108 for an abstract
+   name with its '@') is -ENAMETOOLONG, never cut short. */
+
+enum { CLOOP_UNLINK_STALE = 1 }; /* cloop_unix_listen flags */
+
+/* Binds and listens on a Unix stream socket at path. A socket file left by
+   a dead server is -EADDRINUSE, unless flags has CLOOP_UNLINK_STALE: then
+   a socket file nobody listens on (a connect to it is refused) is removed
+   and the bind tried again; a live server's is never taken. Needs no task.
+   Returns the fd, or -ENAMETOOLONG, -EADDRINUSE, -EINVAL (no path, bad
+   flags), -EACCES, -errno. The file stays after close (remove it, or use
+   an abstract name). */
+int cloop_unix_listen(const char *path, int backlog, int flags);
+
+/* The connector (cloop_connector) on a Unix socket path: fn(c) runs once
+   from the ready ring with c->result the connected fd, or -ENOENT (no
+   such file), -ECONNREFUSED (nobody listens), -EACCES, ...; cancel with
+   cloop_connect_cancel. Returns 0, or -ENAMETOOLONG, -EINVAL, -errno (then
+   fn is not called). */
+int cloop_connect_unix_start(cloop_loop *loop, cloop_connector *c,
+                             const char *path, cloop_connector_fn fn,
+                             void *data);
+
+/* The process, user and group of the peer of a connected Unix socket
+   (SO_PEERCRED: who connected, or who listened); any pointer may be NULL.
+   Returns 0 or -errno. */
+int cloop_sock_peercred(int fd, int *pid, int *uid, int *gid);
+
 /* ---- coroutine level: futures ---------------------------------------- */
 
 /* A future is pending until it is completed once, with a value, an error
@@ -895,6 +928,10 @@ size_t cloop_queue_size(const cloop_queue *q);
    failed name lookup is CLOOP_ENOHOST (no such host) or -EAGAIN (try
    later). */
 int cloop_tcp_connect(const char *host, int port);
+
+/* In a task: connects to the Unix stream socket at path (or "@name");
+   returns the fd, or -ENOENT, -ECONNREFUSED, -ENAMETOOLONG, ... */
+int cloop_unix_connect(const char *path);
 
 /* In a task: the next connection's fd (cloop_accept_start's policy: out
    of file descriptors, -EMFILE or -ENFILE comes after a 10 ms pause, so a

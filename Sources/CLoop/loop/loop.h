@@ -87,6 +87,12 @@ int cloop__fd_reserve(cloop_loop *loop, int fd);
    the same number that was closed behind the loop's back (io.c). */
 void cloop__fd_fresh(cloop_loop *loop, int fd);
 
+/* Starts connector c on one address sa, skipping the lookup (tcp.c; for
+   unix.c). Returns 0 or -errno (then fn is not called). */
+int cloop__connect_addr(cloop_loop *loop, cloop_connector *c,
+                        const struct sockaddr *sa, socklen_t len,
+                        cloop_connector_fn fn, void *data);
+
 /* Ends an I/O operation with result and queues its callback (io.c). */
 void cloop__op_complete(cloop_op *op, int result);
 

@@ -1,6 +1,7 @@
 /* tcp.c -- the socket policy of both Swift fronts and of the coroutine
  * level, on the callback level: listening, accepting (what to do when an
- * accept fails) and connecting (resolve, then try each address in turn).
+ * accept fails) and connecting (resolve, then try each address in turn;
+ * unix.c connects to one address through the same connector).
  * net.c's cloop_sock_accept and cloop_tcp_connect are these helpers and a
  * wait; the Swift async front uses them directly. */
 #ifndef _GNU_SOURCE
@@ -249,6 +250,33 @@ int cloop_connect_start(cloop_loop *loop, cloop_connector *c, const char *host,
   if (r == 0)
     c->state = CONN_RESOLVING;
   return r;
+}
+
+int cloop__connect_addr(cloop_loop *loop, cloop_connector *c,
+                        const struct sockaddr *sa, socklen_t len,
+                        cloop_connector_fn fn, void *data) {
+  if (c->state != CONN_IDLE)
+    cloop__misuse("cloop_connector %p started again while connecting", (void *)c);
+  c->fn = fn;
+  c->data = data;
+  c->cancelled = 0;
+  c->result = 0;
+  c->next = NULL;
+  c->resolve.loop = loop; /* connect_next's loop; no lookup runs */
+  c->resolve.addrs = NULL;
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  cloop__fd_fresh(loop, fd);
+  int r = cloop_op_connect(loop, &c->op, fd, sa, len, connected, c);
+  if (r < 0) {
+    close(fd);
+    return r;
+  }
+  c->fd = fd;
+  c->last_error = 0;
+  c->state = CONN_CONNECTING;
+  return 0;
 }
 
 int cloop_connect_cancel(cloop_connector *c) {
