@@ -231,6 +231,12 @@ TEST(unix_stale_path_and_live_server)
 TEST(unix_path_too_long_is_refused)
 TEST_POLL(unix_connect_errors)
 
+/* test_process.c */
+TEST_POLL(process_exit_codes_and_exec_errors)
+TEST_POLL(process_streams_env_and_folder)
+TEST_POLL(process_kill)
+TEST_POLL(process_outlives_its_handle_and_its_loop)
+
 /* test_uring_ops.c */
 TEST(uring_ops_native_path)
 TEST(uring_ops_round_trip)

@@ -341,6 +341,73 @@ int cloop_signal_stop(cloop_signal *s);
 /* Returns the arrivals counted since the last take, and clears them. */
 unsigned cloop_signal_take(cloop_signal *s);
 
+/* ---- child processes: asyncio's create_subprocess_exec --------------
+
+   A child started with its arguments, environment, working folder and
+   standard streams; its exit is learnt through a pidfd, on both backends.
+   A piped stream is a socket (one end of a socketpair, as in libuv), so the
+   I/O operations and task calls read and write it like a connection; the
+   program sees an ordinary fd. Every child is reaped: when it exits, or --
+   after its owner lets go or its loop closes -- by the library. */
+
+enum {
+  CLOOP_STDIO_INHERIT = -1, /* the child shares ours */
+  CLOOP_STDIO_PIPE = -2,    /* a stream between us: cloop_process.stdio[i] */
+  CLOOP_STDIO_NULL = -3,    /* /dev/null */
+  /* an fd >= 0: given to the child as it is */
+};
+
+typedef struct cloop_process_options {
+  const char *file;   /* a path, or a name looked up in $PATH */
+  char *const *argv;  /* NULL-terminated; argv[0] is the program's name */
+  char *const *envp;  /* NULL-terminated; NULL: this process's environment */
+  const char *cwd;    /* NULL: this process's */
+  int stdio[3];       /* for stdin, stdout, stderr: CLOOP_STDIO_* or an fd */
+} cloop_process_options;
+
+typedef struct cloop_process cloop_process;
+typedef void (*cloop_process_fn)(cloop_process *p);
+
+struct cloop_process {
+  int pid;
+  int stdio[3];       /* our end of each piped stream (non-blocking), or -1 */
+  int exited;         /* 1 once reaped; then: */
+  int exit_code;      /* 0-255 if it exited, -1 if a signal ended it */
+  int term_signal;    /* the signal that ended it, or 0 */
+  void *data;         /* the caller's */
+  /* the library's: */
+  cloop_loop *loop;
+  int pidfd;
+  cloop_watcher watcher;
+  cloop_process_fn on_exit;
+  cloop_link node;
+  uint8_t watching, released;
+};
+
+/* Starts the program (vfork and exec; a failed exec is reported through
+   a close-on-exec pipe as its errno: -ENOENT, -EACCES, -ENOEXEC, never as
+   a child that exits 127).
+   The child gets a fresh signal mask and default handlers. Returns 0, or
+   -EINVAL, -ENOMEM, -EMFILE, or the exec's error; then no child runs. */
+int cloop_process_spawn(cloop_loop *loop, cloop_process *p,
+                        const cloop_process_options *opts);
+/* Calls on_exit(p) from the ready ring once the child has exited and been
+   reaped (exit_code / term_signal set); meanwhile the loop stays alive.
+   Returns 0, -ECHILD if it was reaped already, -EINVAL for a process not
+   running here. Watching twice aborts. */
+int cloop_process_watch(cloop_process *p, cloop_process_fn on_exit, void *data);
+/* Stops waiting (the child is still reaped when it exits). Returns 1 if
+   it was watched, else 0. */
+int cloop_process_unwatch(cloop_process *p);
+/* Sends signo to the child (pidfd_send_signal: never to a recycled pid).
+   Returns 0, -ESRCH once it was reaped, -errno. */
+int cloop_process_kill(cloop_process *p, int signo);
+/* Lets go of p: its streams are closed and p's memory is the caller's
+   again; a child still running is reaped by the loop when it exits (which
+   does not keep the loop alive), or by a reaper thread if the loop closes
+   first. Returns 1 if it was still running, else 0. */
+int cloop_process_release(cloop_process *p);
+
 /* ---- I/O operations: asyncio's sock_* on the callback level ----------- */
 
 /* One accept, connect, recv or send on a non-blocking socket, in the
@@ -728,6 +795,11 @@ intptr_t cloop_to_thread(cloop_task_fn fn, void *arg);
    next wait returns at once. Do not stop a watcher a task waits on (cancel
    the task). */
 int cloop_signal_wait(cloop_signal *s);
+
+/* In a task: waits until the child p has exited (reaped: exit_code /
+   term_signal set). Returns 0, or -ECANCELED / -ETIMEDOUT (it goes on
+   running; wait again, kill it, or release it). */
+int cloop_process_wait(cloop_process *p);
 
 /* ---- coroutine level: deadlines, running a main task ------------------ */
 

@@ -56,6 +56,7 @@ int cloop_loop_new(cloop_loop **out, const cloop_options *opts) {
     return -ENOMEM;
   list_init(&loop->ready);
   list_init(&loop->ts_ring);
+  list_init(&loop->processes);
   pthread_mutex_init(&loop->ts_lock, NULL);
   cloop__slab_init(&loop->interests, cloop__interest_size);
   loop->owner = &cloop__thread_marker;
@@ -103,6 +104,7 @@ int cloop_loop_free(cloop_loop *loop) {
   pthread_mutex_unlock(&loop->ts_lock);
   if (ts_busy || !list_empty(&loop->ready) || loop->timers.len || loop->alive)
     return -EBUSY;
+  cloop__processes_discard(loop); /* children nobody waits for: reaped elsewhere */
   loop->ops->close(loop);
   cloop__coro_close(loop, 1);
   cloop__slab_free(&loop->interests);
@@ -115,6 +117,7 @@ int cloop_loop_free(cloop_loop *loop) {
 
 void cloop__loop_discard(cloop_loop *loop) {
   cloop__signals_discard(loop); /* first: it unqueues its handles */
+  cloop__processes_discard(loop);
   while (!list_empty(&loop->ready))
     list_pop(&loop->ready);
   while (loop->timers.len)

@@ -157,6 +157,7 @@ struct cloop_loop {
   cloop__slab_pool interests;   /* io.c's (cloop__interest_size) */
   struct cloop_pool *pool;      /* its own work pool, or NULL: the default */
   struct cloop__signals *signals; /* signal.c's, while signals are watched */
+  cloop_link processes;         /* process.c's: children not yet reaped */
   struct cloop__coro *coro;     /* the coroutine level's state, see below */
 
   /* the clock: monotonic, or a manual one for tests (cloop_debug_manual_clock) */
@@ -207,6 +208,14 @@ void cloop__loop_discard(cloop_loop *loop);
 
 /* Stops every signal watcher of the loop (signal.c; for discard). */
 void cloop__signals_discard(cloop_loop *loop);
+
+/* Starts the exit watcher of a child just spawned (process.c, for
+   process_spawn.c). Returns 0 or -errno. */
+int cloop__process_watch_exit(cloop_loop *loop, cloop_process *p);
+
+/* Hands the children not yet reaped to the reaper thread (process.c; when
+   the loop is discarded or freed). */
+void cloop__processes_discard(cloop_loop *loop);
 
 /* CLOCK_MONOTONIC in nanoseconds; about 20 ns here (vDSO). */
 static inline uint64_t cloop__clock_ns(void) {
