@@ -267,3 +267,143 @@ TEST_IMPL_SWITCH(deadline_return_inside_scope_aborts) {
 TEST_SHARED_STACK(deadline_nested_inner_shorter)
 TEST_SHARED_STACK(deadline_nested_outer_shorter)
 TEST_SHARED_STACK(deadline_in_gather)
+
+/* ---- shield scopes ------------------------------------------------------------ */
+
+static int cleanup_done;
+
+/* Parks until cancelled, then does its clean-up -- 10 ms of awaits -- in a
+   shield, which the cancellation already delivered cannot cut short. */
+static intptr_t cleans_up(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  int r = cloop_sleep(10000 * MS);
+  ASSERT_EQ(r, -ECANCELED);
+  cloop_deadline shield;
+  ASSERT_EQ(cloop_shield_enter(&shield, CLOOP_NO_DEADLINE), 0);
+  uint64_t start = cloop_now(loop);
+  ASSERT_EQ(cloop_sleep(5 * MS), 0);   /* "write the goodbye" */
+  ASSERT_EQ(cloop_sleep(5 * MS), 0);   /* "wait for it to drain" */
+  ASSERT_EQ(cloop_now(loop), start + 10 * MS);
+  ASSERT_EQ(cloop_deadline_exit(&shield), 0);
+  cleanup_done = 1;
+  return r;
+}
+
+/* Cancelled while inside the shield: every await inside goes on; the
+   first one after it meets the cancellation. */
+static intptr_t shielded_when_cancelled(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  cloop_deadline shield;
+  ASSERT_EQ(cloop_shield_enter(&shield, CLOOP_NO_DEADLINE), 0);
+  uint64_t start = cloop_now(loop);
+  ASSERT_EQ(cloop_sleep(10 * MS), 0); /* cancelled meanwhile: it sleeps on */
+  ASSERT_EQ(cloop_now(loop), start + 10 * MS);
+  ASSERT_EQ(cloop_sleep(0), 0);
+  ASSERT_EQ(cloop_deadline_exit(&shield), 0);
+  cleanup_done = 1;
+  return cloop_sleep(0); /* -ECANCELED, kept for here */
+}
+
+static intptr_t shield_main(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  cloop_task *t;
+  cleanup_done = 0;
+  ASSERT_EQ(cloop_spawn(loop, &t, cleans_up, NULL, "cleaner"), 0);
+  ASSERT_EQ(cloop_sleep(1 * MS), 0);
+  ASSERT_EQ(cloop_task_cancel(t), 1);
+  ASSERT_EQ(cloop_task_join(t), -ECANCELED);
+  ASSERT_EQ(cleanup_done, 1);
+  cloop_task_release(t);
+
+  cleanup_done = 0;
+  ASSERT_EQ(cloop_spawn(loop, &t, shielded_when_cancelled, NULL, "shielded"), 0);
+  ASSERT_EQ(cloop_sleep(1 * MS), 0);
+  ASSERT_EQ(cloop_task_cancel(t), 1);
+  ASSERT_EQ(cloop_task_join(t), -ECANCELED);
+  ASSERT_EQ(cleanup_done, 1);
+  cloop_task_release(t);
+
+  /* An outer deadline waits for the shield to end; its own applies. */
+  uint64_t start = cloop_now(loop);
+  cloop_deadline outer, shield;
+  ASSERT_EQ(cloop_deadline_enter(&outer, 5 * MS), 0);
+  ASSERT_EQ(cloop_shield_enter(&shield, CLOOP_NO_DEADLINE), 0);
+  ASSERT_EQ(cloop_sleep(10 * MS), 0); /* past the outer deadline */
+  ASSERT_EQ(cloop_now(loop), start + 10 * MS);
+  ASSERT_EQ(cloop_deadline_exit(&shield), 0);
+  ASSERT_EQ(cloop_sleep(0), -ETIMEDOUT); /* now the outer one */
+  ASSERT_EQ(cloop_deadline_exit(&outer), -ETIMEDOUT);
+  start = cloop_now(loop);
+  ASSERT_EQ(cloop_shield_enter(&shield, 3 * MS), 0);
+  ASSERT_EQ(cloop_sleep(10 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_now(loop), start + 3 * MS);
+  ASSERT_EQ(cloop_deadline_exit(&shield), -ETIMEDOUT);
+  ASSERT_EQ(cloop_sleep(0), 0);
+  ASSERT_EQ(cloop_timer_count(loop), 0);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_shield_scopes) {
+  ASSERT_EQ(test_run_task_manual(opts, shield_main, NULL), 0);
+  return 0;
+}
+
+/* ---- wait_for: a timeout that cancels what it waited for ---------------- */
+
+static int kid_unwound;
+
+static intptr_t slow_kid(void *arg) {
+  int r = cloop_sleep((int64_t)(intptr_t)arg * MS);
+  if (r < 0) {
+    kid_unwound = 1; /* its clean-up ran */
+    return r;
+  }
+  return 7;
+}
+
+static intptr_t wait_for_outer(void *arg) {
+  return cloop_wait_for((cloop_task *)arg, 1000 * MS);
+}
+
+static intptr_t wait_for_main(void *arg) {
+  (void)arg;
+  cloop_loop *loop = my_loop();
+  cloop_task *kid;
+  uint64_t start = cloop_now(loop);
+  /* In time: its result. */
+  ASSERT_EQ(cloop_spawn(loop, &kid, slow_kid, (void *)5, "kid"), 0);
+  ASSERT_EQ(cloop_wait_for(kid, 10 * MS), 7);
+  cloop_task_release(kid);
+  /* Too slow: cancelled, and finished (its clean-up ran) before the
+     -ETIMEDOUT; nothing is left running. */
+  kid_unwound = 0;
+  start = cloop_now(loop);
+  ASSERT_EQ(cloop_spawn(loop, &kid, slow_kid, (void *)100, "kid"), 0);
+  ASSERT_EQ(cloop_wait_for(kid, 10 * MS), -ETIMEDOUT);
+  ASSERT_EQ(cloop_now(loop), start + 10 * MS);
+  ASSERT_EQ(kid_unwound, 1);
+  ASSERT_EQ(cloop_task_future(kid)->state, CLOOP_CANCELLED);
+  cloop_task_release(kid);
+  ASSERT_EQ(cloop_timer_count(loop), 0);
+  /* The waiter cancelled: the kid too. */
+  kid_unwound = 0;
+  cloop_task *waiter;
+  ASSERT_EQ(cloop_spawn(loop, &kid, slow_kid, (void *)100, "kid"), 0);
+  ASSERT_EQ(cloop_spawn(loop, &waiter, wait_for_outer, kid, "waiter"), 0);
+  ASSERT_EQ(cloop_sleep(1 * MS), 0);
+  ASSERT_EQ(cloop_task_cancel(waiter), 1);
+  ASSERT_EQ(cloop_task_join(waiter), -ECANCELED);
+  ASSERT_EQ(kid_unwound, 1);
+  ASSERT(cloop_future_done(cloop_task_future(kid)));
+  cloop_task_release(waiter);
+  cloop_task_release(kid);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(deadline_wait_for_cancels_on_expiry) {
+  ASSERT_EQ(test_run_task_manual(opts, wait_for_main, NULL), 0);
+  return 0;
+}

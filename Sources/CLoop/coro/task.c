@@ -252,13 +252,14 @@ int cloop_task_cancel(cloop_task *t) {
   if (t->finished)
     return 0;
   t->cancel_pending = 1;
-  cloop__task_interrupt(t);
+  if (!t->shielded) /* a shielded wait goes on; its exit shows the cancel */
+    cloop__task_interrupt(t);
   return 1;
 }
 
 /* Why an await must return now: 0, -ECANCELED (consumed) or -ETIMEDOUT. */
 static inline int interruption(cloop_task *t) {
-  if (t->cancel_pending) {
+  if (t->cancel_pending && !t->shielded) { /* a shield keeps it for later */
     t->cancel_pending = 0;
     return -ECANCELED;
   }

@@ -66,6 +66,7 @@ struct cloop_task {
   uint8_t shared;          /* runs on the loop's shared stack */
   uint8_t always_run;      /* its body runs even if cancelled before */
   uint8_t started;         /* a shared task's context exists */
+  uint8_t shielded;        /* depth of shield scopes (deadline.c) */
   char *saved;             /* shared: its frames while another owns the
                               stack; save_inline, or the heap if larger */
   size_t saved_len, saved_cap;

@@ -812,13 +812,33 @@ typedef struct cloop_deadline {
   uint64_t when;          /* monotonic ns */
   uint64_t outer_min;     /* the task's earliest deadline before entering */
   struct cloop_deadline *outer;
+  int shield;             /* a shield scope (cloop_shield_enter) */
 } cloop_deadline;
+
+/* A timeout that never passes, for cloop_shield_enter. */
+#define CLOOP_NO_DEADLINE INT64_MAX
 
 /* In a task: enters a scope ending timeout_ns from now (<= 0: already
    passed). Returns 0 or -ENOMEM. */
 int cloop_deadline_enter(cloop_deadline *d, int64_t timeout_ns);
 /* Leaves the innermost scope d. Returns -ETIMEDOUT if it expired, else 0. */
 int cloop_deadline_exit(cloop_deadline *d);
+
+/* In a task: enters a shield scope (asyncio's shield, Trio's shielded
+   cancel scope), for clean-up that must run to its end: inside it the
+   task's awaits ignore its cancellation and the deadlines of the scopes
+   around it -- both are kept, and the first await after cloop_deadline_exit
+   meets them -- while its own timeout_ns (CLOOP_NO_DEADLINE for none) and
+   the scopes inside it still apply. Leave it with cloop_deadline_exit. */
+int cloop_shield_enter(cloop_deadline *d, int64_t timeout_ns);
+
+/* In a task: asyncio's wait_for on a task: awaits other's result for at
+   most timeout_ns, and on expiry cancels other and waits until it has
+   finished (its clean-up has run) before returning -ETIMEDOUT. If this task
+   is cancelled meanwhile, other is cancelled and awaited the same way and
+   -ECANCELED returned. Returns other's result (>= 0) or error otherwise.
+   (cloop_task_join inside a deadline scope instead leaves other running.) */
+intptr_t cloop_wait_for(cloop_task *other, int64_t timeout_ns);
 
 /* asyncio.run: creates a loop with opts (may be NULL), runs fn(arg) as the
    main task until it finishes, cancels what is left, closes the loop and
