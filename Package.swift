@@ -63,7 +63,7 @@ let package = Package(
     // The Swift side of ../shared/peers/WORKLOADS.md, run by bench/project-bench.
     .executableTarget(
       name: "tinyasync-bench",
-      dependencies: ["TinyAsync"],
+      dependencies: ["TinyAsync", "CLoop"],  // CLoop: the floors (Floors.swift)
       path: "bench/swift"
     ),
     .testTarget(

@@ -370,6 +370,55 @@ static uint64_t bench_switch_one(const struct switch_variant *v,
   return t1 - t0;
 }
 
+/* cloop-yield: the switch workload as two tasks handing over through the
+   loop, each cloop_sleep(0) parking one and resuming the other (the C twin
+   of tinyasync-fiber's hand-over): two switches and a trip through the
+   ready ring per transfer, where the raw switch above is one switch. */
+static struct {
+  uint64_t rounds, other_runs;
+} yl;
+
+static intptr_t yield_other(void *arg) {
+  (void)arg;
+  for (uint64_t i = 0; i <= yl.rounds; i++) {
+    yl.other_runs++;
+    if (cloop_sleep(0) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static intptr_t yield_main(void *arg) {
+  uint64_t *wall = arg;
+  cloop_loop *loop = cloop_task_loop(cloop_current_task());
+  cloop_task *other;
+  if (cloop_spawn(loop, &other, yield_other, NULL, "other") < 0)
+    return -1;
+  cloop_sleep(0); /* the other side starts and parks in its first yield */
+  uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < yl.rounds; i++)
+    cloop_sleep(0);
+  *wall = now_ns() - t0;
+  intptr_t r = cloop_task_join(other);
+  cloop_task_release(other);
+  return r;
+}
+
+static void bench_yield(uint64_t rounds) {
+  memset(&yl, 0, sizeof yl);
+  yl.rounds = rounds;
+  uint64_t wall = 0;
+  cloop_options opts;
+  cloop_options_init(&opts);
+  opts.backend = CLOOP_BACKEND_EPOLL;
+  intptr_t r = cloop_main(yield_main, &wall, &opts);
+  if (r != 0 || yl.other_runs != rounds + 1)
+    fail("cloop-yield: %" PRIdPTR ", the other task ran %" PRIu64 " times for "
+         "%" PRIu64 " rounds", r, yl.other_runs, rounds);
+  print_result("switch", "cloop-yield", 2 * rounds,
+               (double)wall / (double)(2 * rounds), "ns/op");
+}
+
 static void bench_switch(uint64_t n) {
   /* A round is two transfers: to pong and back. */
   uint64_t rounds = (n + 1) / 2;
@@ -385,6 +434,7 @@ static void bench_switch(uint64_t n) {
   }
   if (!measured)
     fail("no switch mode could run");
+  bench_yield(rounds);
 }
 
 /* ---- future ------------------------------------------------------------- */

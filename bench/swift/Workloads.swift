@@ -14,6 +14,8 @@ let workloads: [String: [String: @Sendable (Int) throws -> Void]] = [
   // The fibers of spawn and sleepers on the loop's shared stack (the main
   // fiber keeps a private one), as C's cloop-shared.
   "fiber-shared": ["spawn": { try spawnFiber(n: $0, stack: .shared) }, "sleepers": { try sleepersFiber(n: $0, stack: .shared) }],
+  // The floors (Floors.swift): the same work with nothing of TinyAsync's.
+  "floor": ["future": floorContinuation, "spawn": floorTask, "switch": floorFiberSwitch],
 ]
 
 let asyncImpl = "tinyasync-async"
@@ -234,6 +236,7 @@ func usage() -> Never {
     usage: tinyasync-bench callbacks|future|spawn|sleepers --impl async
            tinyasync-bench switch|future|spawn|sleepers --impl fiber          [--n N]
            tinyasync-bench spawn|sleepers --impl fiber-shared
+           tinyasync-bench future|spawn|switch --impl floor
 
     """
   _ = line.withCString { write(2, $0, strlen($0)) }

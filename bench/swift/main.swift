@@ -7,6 +7,9 @@
 // fiber (impl tinyasync-fiber): switch, future, spawn, sleepers.
 // fiber-shared (impl tinyasync-fiber-shared): spawn, sleepers, their
 // fibers on the loop's shared stack (FiberStack.shared).
+// floor (impls tinyasync-floor-continuation, -floor-task,
+// -floor-fiber-switch): future, spawn, switch with nothing of TinyAsync's
+// on the path (Floors.swift says what each leaves out).
 // Each run prints its RESULT lines on stdout; one impl per process, so that
 // peak RSS (MiB) is that impl's alone. A failed check exits 1.
 // (Workloads.swift holds the code: globals here are main-actor isolated.)
