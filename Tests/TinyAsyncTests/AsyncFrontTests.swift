@@ -7,6 +7,45 @@ func currentThread() -> pthread_t { pthread_self() }
 
 @Suite("Async front: the loop as a Swift executor")
 struct AsyncFrontTests {
+  /// A task spawned while runUntilComplete cancels the ones left (here: by
+  /// a task in its clean-up, as an accept that completed just as its
+  /// listener closed does) is cancelled too, instead of keeping the loop
+  /// running for ever.
+  @Test(.timeLimit(.minutes(1)), arguments: [EventLoop.Backend.epoll, .ioUring])
+  func aTaskSpawnedWhileTheLoopFinishesIsCancelledToo(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    let log = LoopThreadBox(Log())
+    try loop.runUntilComplete {
+      loop.spawn {
+        do {
+          try await sleep(for: .seconds(1000))
+        } catch {
+          log.value.entries.append("cancelled")
+          loop.spawn {
+            do { try await sleep(for: .seconds(1000)) } catch { log.value.entries.append("late one ended") }
+          }
+        }
+      }
+      try await sleep(for: .zero)
+    }
+    #expect(log.value.entries == ["cancelled", "late one ended"])
+    // And the fibers' runner, the same way.
+    try loop.runFiber {
+      loop.spawnFiber {
+        do {
+          try sleep(for: .seconds(1000))
+        } catch {
+          log.value.entries.append("fiber cancelled")
+          loop.spawnFiber { try sleep(for: .seconds(1000)) }
+        }
+      }
+      try sleep(for: .zero)
+    }
+    #expect(log.value.entries.last == "fiber cancelled")
+  }
+
+  final class Log { var entries: [String] = [] }
+
   static let backends: [EventLoop.Backend] = [.epoll, .ioUring]
 
   @Test(arguments: backends)

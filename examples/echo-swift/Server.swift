@@ -8,11 +8,12 @@ struct EchoOptions {
   var backend = EventLoop.Backend.automatic
   var lines = false
   var maxLine = 8192
+  var drain: Duration = .seconds(5)
 }
 
 func usage(_ problem: String?) -> Never {
   if let problem { printError("tinyasync-echo: \(problem)") }
-  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]]")
+  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]] [--drain-seconds S]")
   exit(problem == nil ? 0 : 2)
 }
 
@@ -26,38 +27,68 @@ func printError(_ line: String) {
 /// The most one read takes: what asyncio (256 KiB) reads at a time.
 let readSize = 256 * 1024
 
+/// The connections being served, for the graceful stop (loop thread only).
+final class Connections {
+  var live = 0
+}
+
 func serve(_ options: EchoOptions) throws {
   let loop = try EventLoop(backend: options.backend)
   let listener = try TCPListener(host: options.host, port: options.port, backlog: 4096, on: loop)
+  // SIGTERM and SIGINT arrive as events of the loop from here on.
+  let stops = try loop.signals(.terminate, .interrupt)
   printError("tinyasync-echo: \(options.fibers ? "fibers" : "async") on \(loop.backend), \(options.host):\(listener.port)\(options.lines ? ", lines up to \(options.maxLine) bytes" : "")")
   print("READY")
   fflush(nil)  // READY must reach a pipe at once
   if options.fibers {
-    try loop.runFiber { try acceptInFibers(listener, options) }
+    try loop.runFiber { try serveFibers(listener, stops, options) }
   } else {
-    try loop.runUntilComplete { try await acceptAsync(listener, options) }
+    try loop.runUntilComplete { try await serveAsync(listener, stops, options) }
   }
 }
 
 // MARK: The async front
 
-func acceptAsync(_ listener: TCPListener, _ options: EchoOptions) async throws {
+/// Serves until SIGTERM or SIGINT; then stops accepting, gives the
+/// connections in flight `options.drain` to finish, and returns (which
+/// cancels what is left).
+func serveAsync(_ listener: TCPListener, _ stops: SignalStream, _ options: EchoOptions) async throws {
   let loop = listener.loop
-  // Out of descriptors, the iteration pauses and retries by itself.
-  for try await connection in listener {
-    loop.spawn(name: "connection") {
-      defer { connection.close() }
-      do {
-        if options.lines {
-          try await echoLines(connection, maxLine: options.maxLine)
-        } else {
-          try await echoBytes(connection)
+  let connections = Connections()
+  loop.spawn(name: "acceptor") {
+    // Out of descriptors, the iteration pauses and retries by itself; it
+    // ends when the listener is closed.
+    for try await connection in listener {
+      connections.live += 1
+      loop.spawn(name: "connection") {
+        defer {
+          connection.close()
+          connections.live -= 1
         }
-      } catch {
-        // A reset or vanished peer ends this connection only.
+        do {
+          if options.lines {
+            try await echoLines(connection, maxLine: options.maxLine)
+          } else {
+            try await echoBytes(connection)
+          }
+        } catch {
+          // A reset or vanished peer ends this connection only.
+        }
       }
     }
   }
+  if let signal = try await stops.next() {
+    printError("tinyasync-echo: \(signal): stopping, \(connections.live) connection(s) in flight")
+  }
+  listener.close()
+  let deadline = loop.now + options.drain
+  while connections.live > 0 && loop.now < deadline {
+    try await sleep(for: .milliseconds(10))
+  }
+  if connections.live > 0 {
+    printError("tinyasync-echo: \(connections.live) connection(s) left after the drain: closing them")
+  }
+  stops.close()
 }
 
 func echoBytes(_ connection: TCPConnection) async throws {
@@ -86,29 +117,50 @@ func echoLines(_ connection: TCPConnection, maxLine: Int) async throws {
 
 // MARK: Fibers
 
-func acceptInFibers(_ listener: TCPListener, _ options: EchoOptions) throws {
+/// The fibers' twin of ``serveAsync``: the same graceful stop.
+func serveFibers(_ listener: TCPListener, _ stops: SignalStream, _ options: EchoOptions) throws {
   let loop = listener.loop
-  while true {
-    let connection: TCPConnection
-    do {
-      connection = try listener.accept()
-    } catch {
-      if error.errno == EMFILE || error.errno == ENFILE { continue }  // accept paused 10 ms
-      throw error
-    }
-    loop.spawnFiber(name: "connection") {
-      defer { connection.close() }
+  let connections = Connections()
+  loop.spawnFiber(name: "acceptor") {
+    while true {
+      let connection: TCPConnection
       do {
-        if options.lines {
-          try echoLines(connection, maxLine: options.maxLine)
-        } else {
-          try echoBytes(connection)
+        connection = try listener.accept()
+      } catch let error as TinyAsyncError {
+        if error == .closed { return }  // stopping
+        if error.errno == EMFILE || error.errno == ENFILE { continue }  // accept paused 10 ms
+        throw error
+      }
+      connections.live += 1
+      loop.spawnFiber(name: "connection") {
+        defer {
+          connection.close()
+          connections.live -= 1
         }
-      } catch {
-        // A reset or vanished peer ends this connection only.
+        do {
+          if options.lines {
+            try echoLines(connection, maxLine: options.maxLine)
+          } else {
+            try echoBytes(connection)
+          }
+        } catch {
+          // A reset or vanished peer ends this connection only.
+        }
       }
     }
   }
+  if let signal = try stops.next() {
+    printError("tinyasync-echo: \(signal): stopping, \(connections.live) connection(s) in flight")
+  }
+  listener.close()
+  let deadline = loop.now + options.drain
+  while connections.live > 0 && loop.now < deadline {
+    try sleep(for: .milliseconds(10))
+  }
+  if connections.live > 0 {
+    printError("tinyasync-echo: \(connections.live) connection(s) left after the drain: closing them")
+  }
+  stops.close()
 }
 
 func echoBytes(_ connection: TCPConnection) throws {

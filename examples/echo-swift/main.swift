@@ -4,12 +4,14 @@
 //
 //   swift run -c release tinyasync-echo [--port P] [--host H]
 //       [--mode async|fiber] [--backend auto|epoll|uring]
-//       [--lines [--max-line N]]
+//       [--lines [--max-line N]] [--drain-seconds S]
 //
 // It echoes bytes as they come; with --lines it echoes line by line
 // (read(until:max:)) and answers a line longer than N bytes (default 8192)
 // with an error before closing that connection. A peer that resets or
-// vanishes ends its own connection only; the server runs until killed.
+// vanishes ends its own connection only. On SIGTERM or SIGINT it stops
+// accepting, gives the connections in flight --drain-seconds (default 5)
+// to finish, closes the rest and exits 0.
 import Glibc
 import TinyAsync
 
@@ -39,6 +41,9 @@ while let argument = arguments.popFirst() {
     default: usage("--backend is auto, epoll or uring")
     }
   case "--lines": options.lines = true
+  case "--drain-seconds":
+    guard let seconds = Double(value(after: argument)), seconds >= 0 else { usage("--drain-seconds takes a number") }
+    options.drain = .milliseconds(Int64(seconds * 1000))
   case "--max-line":
     guard let n = Int(value(after: argument)), n > 0 else { usage("--max-line takes a positive number") }
     options.maxLine = n

@@ -2,7 +2,9 @@
 """Smoke test of tinyasync-echo: starts it on a free port picked here,
 checks echoes, an 8 MiB burst, abrupt
 disconnects (a reset and a half-sent message), and --lines with an
-oversized line; the server must still answer afterwards.
+oversized line; the server must still answer afterwards. Then the graceful
+stop: SIGTERM with a connection in flight (served to its end, new ones
+refused, exit 0), and SIGINT with an idle one (closed after the drain).
 
 usage: test_echo.py PATH-TO-tinyasync-echo [--mode async|fiber] [--backend auto|epoll|uring]
 """
@@ -105,8 +107,50 @@ def lines_mode(binary, extra):
         p.wait()
 
 
+def graceful_stop(binary, extra):
+    """SIGTERM with a connection in flight: that connection is still
+    served, new ones are refused, and once it closes the server exits 0,
+    well within --drain-seconds. A connection that stays open past the
+    drain is closed by the server, which still exits 0."""
+    import signal
+    import time
+    p, port = start(binary, extra + ["--drain-seconds", "3"])
+    try:
+        s = connect(port)
+        s.sendall(b"before\n")
+        assert recv_exactly(s, 7) == b"before\n"
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert p.poll() is None, "the server stopped with a connection in flight"
+        try:
+            connect(port).close()
+            raise AssertionError("a new connection was accepted after SIGTERM")
+        except ConnectionRefusedError:
+            pass
+        s.sendall(b"after\n")
+        assert recv_exactly(s, 6) == b"after\n", "the connection in flight lost its echo"
+        t0 = time.monotonic()
+        s.close()
+        code = p.wait(timeout=10)
+        assert code == 0, f"exit status {code} after SIGTERM"
+        assert time.monotonic() - t0 < 2.0, "it waited for the whole drain after the last close"
+        # A connection that stays open: closed after the drain, exit 0.
+        p, port = start(binary, extra + ["--drain-seconds", "0.5"])
+        s = connect(port)
+        p.send_signal(signal.SIGINT)
+        code = p.wait(timeout=10)
+        assert code == 0, f"exit status {code} after SIGINT with an idle connection"
+        assert s.recv(10) == b"", "the idle connection was not closed"
+        s.close()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 if __name__ == "__main__":
     binary, extra = sys.argv[1], sys.argv[2:]
     bytes_mode(binary, extra)
     lines_mode(binary, extra)
+    graceful_stop(binary, extra)
     print("ok", " ".join(extra))

@@ -6,6 +6,7 @@
 //   wrk -t1 -c50 -d5s http://127.0.0.1:8080/
 //
 //   tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring]
+//       [--drain-seconds S]
 //
 // A task per connection reads a request head with read(until: "\r\n\r\n"),
 // drops any Content-Length body, and answers; the next request may already
@@ -13,7 +14,12 @@
 // answered and ends that connection only: a head over 8 KiB gets 431, a
 // malformed one 400, a chunked body 501, a body over 1 MiB 413; a client
 // silent for 30 s mid-connection is dropped; a reset or vanished client ends
-// its own task. The server prints READY once listening and runs until killed.
+// its own task. The server prints READY once listening.
+//
+// On SIGTERM or SIGINT it stops gracefully: it stops accepting, closes the
+// idle keep-alive connections, lets the requests in flight get their whole
+// answer (with "Connection: close"), and exits 0 -- within --drain-seconds
+// (default 5), after which what is left is closed.
 import Glibc
 import TinyAsync
 
@@ -27,11 +33,23 @@ struct Options {
   var host = "127.0.0.1"
   var port = 8080
   var backend = EventLoop.Backend.automatic
+  var drain: Duration = .seconds(5)
+}
+
+/// The connections being served, for the graceful stop (loop thread only):
+/// each one's task, and whether it is between requests (idle).
+final class Connections {
+  var stopping = false
+  var tasks: [ObjectIdentifier: (task: TaskHandle<Void>, connection: TCPConnection, idle: Bool)] = [:]
+
+  func setIdle(_ connection: TCPConnection, _ idle: Bool) {
+    tasks[ObjectIdentifier(connection)]?.idle = idle
+  }
 }
 
 func usage(_ problem: String?) -> Never {
   if let problem { printError("tinyasync-http-hello: \(problem)") }
-  printError("usage: tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring]")
+  printError("usage: tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring] [--drain-seconds S]")
   exit(problem == nil ? 0 : 2)
 }
 
@@ -55,14 +73,17 @@ func response(_ status: String, body: String, keepAlive: Bool, version: Substrin
   return text
 }
 
-/// Serves one connection until the client closes it, asks to, or errs.
-func serve(_ connection: TCPConnection) async throws {
-  while true {
+/// Serves one connection until the client closes it, asks to, errs, or
+/// the server stops.
+func serve(_ connection: TCPConnection, _ connections: Connections) async throws {
+  while !connections.stopping {
     let bytes: [UInt8]
     do {
+      connections.setIdle(connection, true)
       bytes = try await withTimeout(idleTimeout) {
         try await connection.read(until: endOfHead, max: maxHead)
       }
+      connections.setIdle(connection, false)
     } catch TinyAsyncError.delimiterNotFound {
       let status = "431 Request Header Fields Too Large"
       try await connection.write(response(status, body: "request head over \(maxHead) bytes\n", keepAlive: false))
@@ -91,9 +112,10 @@ func serve(_ connection: TCPConnection) async throws {
       if chunk.isEmpty { return }
       left -= chunk.count
     }
+    let keepAlive = request.keepAlive && !connections.stopping
     try await connection.write(
-      response("200 OK", body: hello, keepAlive: request.keepAlive, version: request.version, head: request.method == "HEAD"))
-    if !request.keepAlive { return }
+      response("200 OK", body: hello, keepAlive: keepAlive, version: request.version, head: request.method == "HEAD"))
+    if !keepAlive { return }
   }
 }
 
@@ -103,18 +125,46 @@ func run(_ options: Options) throws {
   printError("tinyasync-http-hello: on \(loop.backend), http://\(options.host):\(listener.port)/")
   print("READY")
   fflush(nil)  // READY must reach a pipe at once
+  let stops = try loop.signals(.terminate, .interrupt)
   try loop.runUntilComplete {
-    // Out of descriptors, the iteration pauses and retries by itself.
-    for try await connection in listener {
-      loop.spawn(name: "http connection") {
-        defer { connection.close() }
-        do {
-          try await serve(connection)
-        } catch {
-          // A reset or vanished client ends its own connection only.
+    let connections = Connections()
+    loop.spawn(name: "acceptor") {
+      // Out of descriptors, the iteration pauses and retries by itself; it
+      // ends when the listener closes.
+      for try await connection in listener {
+        let id = ObjectIdentifier(connection)
+        let task = loop.spawn(name: "http connection") {
+          defer {
+            connection.close()
+            connections.tasks[id] = nil
+          }
+          do {
+            try await serve(connection, connections)
+          } catch {
+            // A reset or vanished client ends its own connection only.
+          }
         }
+        connections.tasks[id] = (task, connection, false)
       }
     }
+    if let signal = try await stops.next() {
+      printError("tinyasync-http-hello: \(signal): stopping, \(connections.tasks.count) connection(s) open")
+    }
+    connections.stopping = true
+    listener.close()
+    // Idle keep-alive connections go now (waiting for a request of which
+    // no byte has come); busy ones finish their request.
+    for (_, entry) in connections.tasks where entry.idle && entry.connection.bufferedCount == 0 {
+      entry.task.cancel()
+    }
+    let deadline = loop.now + options.drain
+    while !connections.tasks.isEmpty && loop.now < deadline {
+      try await sleep(for: .milliseconds(10))
+    }
+    if !connections.tasks.isEmpty {
+      printError("tinyasync-http-hello: \(connections.tasks.count) connection(s) left after the drain: closing them")
+    }
+    stops.close()
   }
 }
 
@@ -137,6 +187,9 @@ while let argument = arguments.popFirst() {
     case "uring", "io_uring": options.backend = .ioUring
     default: usage("--backend is auto, epoll or uring")
     }
+  case "--drain-seconds":
+    guard let seconds = Double(value(after: argument)), seconds >= 0 else { usage("--drain-seconds takes a number") }
+    options.drain = .milliseconds(Int64(seconds * 1000))
   case "-h", "--help": usage(nil)
   default: usage("unknown argument \(argument)")
   }

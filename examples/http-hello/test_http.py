@@ -161,10 +161,39 @@ def main():
         check_alive(port)
 
         assert p.poll() is None, "the server exited"
+
+        # The graceful stop: an idle keep-alive connection is closed, a
+        # request half-sent when SIGTERM comes gets its whole answer with
+        # "Connection: close", new connections are refused, exit 0.
+        import signal
+        import time
+        idle = connect(port)
+        idle.sendall(get())
+        Reader(idle).response()  # now idle, kept alive
+        busy = connect(port)
+        busy.sendall(b"GET / HTTP/1.1\r\nHo")
+        time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert Reader(idle).closed(), "the idle keep-alive connection stayed open"
+        try:
+            connect(port).close()
+            raise AssertionError("a new connection was accepted after SIGTERM")
+        except ConnectionRefusedError:
+            pass
+        busy.sendall(b"st: x\r\n\r\n")
+        r = Reader(busy)
+        status, headers, body = r.response()
+        assert status == 200 and body == b"Hello, World!", (status, body)
+        assert headers.get("connection") == "close", headers
+        assert r.closed(), "open after its last answer"
+        code = p.wait(timeout=10)
+        assert code == 0, f"exit status {code} after SIGTERM"
         print("http-hello smoke test passed", " ".join(extra))
     finally:
-        p.kill()
-        p.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 if __name__ == "__main__":

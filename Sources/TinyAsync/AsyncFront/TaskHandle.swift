@@ -145,6 +145,7 @@ extension EventLoop {
         state.future.fail(error)
       }
     }
+    cancelIfFinishing(state)
     return TaskHandle(state: state)
   }
 

@@ -300,6 +300,7 @@ extension EventLoop {
     state.cTask = task
     linkSpawned(state)
     cloop_ref(cLoop)  // it may wait for another thread (FutureCompleter)
+    cancelIfFinishing(state)
     return FiberHandle(state: state)
   }
 

@@ -240,6 +240,15 @@ public final class EventLoop {
     liveSpawned = node
   }
 
+  /// Cancels `node` if the loop is finishing its spawned work: one spawned
+  /// while the others unwind (an accept that completed as its listener
+  /// closed, say) would otherwise keep the loop running (the C core's
+  /// closing does the same in its next round). Call it once the node is
+  /// ready to be cancelled.
+  func cancelIfFinishing(_ node: SpawnedNode) {
+    if finishingSpawned { node.cancel() }
+  }
+
   func unlinkSpawned(_ node: SpawnedNode) {
     if let prev = node.prev { prev.next = node.next } else { liveSpawned = node.next }
     node.next?.prev = node.prev

@@ -317,6 +317,14 @@ public final class TCPConnection {
   /// `true` once ``close()`` was called.
   public var isClosed: Bool { fd < 0 }
 
+  /// The bytes read from the socket and not yet handed out (what the next
+  /// read returns first). A server that stops gracefully can tell by it
+  /// whether a keep-alive connection has begun its next request.
+  public var bufferedCount: Int {
+    loop.checkThread("TCPConnection.bufferedCount")
+    return readBuffer.count
+  }
+
   /// The local port of the connection.
   /// - Throws: ``TinyAsyncError/closed`` after ``close()``.
   public var localPort: Int {
