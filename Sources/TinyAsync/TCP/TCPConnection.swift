@@ -90,7 +90,22 @@ public final class TCPConnection {
   public static func connect(host: String, port: Int) async throws(TinyAsyncError) -> TCPConnection {
     let loop = EventLoop.running(for: "TCPConnection.connect")
     guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
-    let fd = try await ConnectWait(loop: loop, host: host, port: port).wait().get()
+    let fd = try await ConnectWait(loop: loop, .tcp(host: host, port: port)).wait().get()
+    return TCPConnection(fd: fd, loop: loop)
+  }
+
+  /// Connects to the Unix domain stream socket at `path` (or `"@name"`, a
+  /// Linux abstract name), on the loop running this task. The connection is
+  /// the same type as a TCP one, with the same reads and writes: code
+  /// written for one works on the other.
+  ///
+  /// - Throws: ``TinyAsyncError/system(errno:message:)`` with `ENOENT` (no
+  ///   such socket file), ``TinyAsyncError/connectionRefused`` (nobody
+  ///   listens), `ENAMETOOLONG` (a path over 107 bytes, never cut short),
+  ///   `EACCES`; ``TinyAsyncError/cancelled``, ``TinyAsyncError/timedOut``.
+  public static func connect(unixPath path: String) async throws(TinyAsyncError) -> TCPConnection {
+    let loop = EventLoop.running(for: "TCPConnection.connect(unixPath:)")
+    let fd = try await ConnectWait(loop: loop, .unix(path: path)).wait().get()
     return TCPConnection(fd: fd, loop: loop)
   }
 
@@ -323,6 +338,53 @@ public final class TCPConnection {
   public var bufferedCount: Int {
     loop.checkThread("TCPConnection.bufferedCount")
     return readBuffer.count
+  }
+
+  /// The address of this end: an IP address and port, or a Unix socket's
+  /// path (`""` for an unnamed client socket).
+  /// - Throws: ``TinyAsyncError/closed`` after ``close()``.
+  public var localAddress: SocketAddress {
+    get throws(TinyAsyncError) {
+      try address { fd, sa, length in getsockname(fd, sa, length) }
+    }
+  }
+
+  /// The address of the peer.
+  /// - Throws: ``TinyAsyncError/closed`` after ``close()``; `ENOTCONN`
+  ///   once the peer is gone.
+  public var remoteAddress: SocketAddress {
+    get throws(TinyAsyncError) {
+      try address { fd, sa, length in getpeername(fd, sa, length) }
+    }
+  }
+
+  private func address(
+    _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+  ) throws(TinyAsyncError) -> SocketAddress {
+    loop.checkThread("TCPConnection address")
+    guard fd >= 0 else { throw .closed }
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let rc = withUnsafeMutableBytes(of: &storage) { raw in
+      call(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+    }
+    if rc < 0 { throw TinyAsyncError(code: -errno) }
+    guard let address = SocketAddress(storage, length: length) else { throw TinyAsyncError(code: -EAFNOSUPPORT) }
+    return address
+  }
+
+  /// Who is at the other end of a Unix domain socket connection (its
+  /// process, user and group), for a local service that trusts by user.
+  /// - Throws: ``TinyAsyncError/closed``; `ENOTSOCK`-like system errors
+  ///   for a TCP connection, which has no credentials.
+  public var peerCredentials: PeerCredentials {
+    get throws(TinyAsyncError) {
+      loop.checkThread("TCPConnection.peerCredentials")
+      guard fd >= 0 else { throw .closed }
+      var pid: Int32 = 0, uid: Int32 = 0, gid: Int32 = 0
+      _ = try TinyAsyncError.check(cloop_sock_peercred(fd, &pid, &uid, &gid))
+      return PeerCredentials(pid: pid, uid: UInt32(bitPattern: uid), gid: UInt32(bitPattern: gid))
+    }
   }
 
   /// The local port of the connection.

@@ -36,6 +36,19 @@ extension TCPConnection {
     return TCPConnection(fd: fd, loop: loop)
   }
 
+  /// Connects to the Unix domain stream socket at `path` (or `"@name"`),
+  /// from a fiber: the fiber form of ``connect(unixPath:)-(String)``.
+  @available(*, noasync, message: "in async code, use try await TCPConnection.connect(unixPath:)")
+  public static func connect(unixPath path: String) throws(TinyAsyncError) -> TCPConnection {
+    requireFiber("TCPConnection.connect(unixPath:)")
+    let loop = EventLoop.running(for: "TCPConnection.connect(unixPath:)")
+    let fd = path.withCString { path in
+      fiberSuspend("TCPConnection.connect(unixPath:)") { cloop_unix_connect(path) }
+    }
+    if fd < 0 { throw TinyAsyncError(code: fd) }
+    return TCPConnection(fd: fd, loop: loop)
+  }
+
   /// Reads what has arrived, up to `max` bytes, from a fiber: the fiber
   /// form of ``read(max:)-(Int)``. Empty at end of stream.
   @available(*, noasync, message: "in async code, use try await read(max:)")

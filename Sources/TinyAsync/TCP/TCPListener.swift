@@ -29,7 +29,8 @@ internal import Glibc
 public final class TCPListener {
   /// The loop the listener belongs to.
   public let loop: EventLoop
-  /// The port it listens on (the one picked, if it was created with 0).
+  /// The port it listens on (the one picked, if it was created with 0);
+  /// 0 for a Unix socket.
   public let port: Int
   /// The socket, or -1 once closed.
   private(set) var fd: Int32
@@ -75,12 +76,52 @@ public final class TCPListener {
     self.port = Int(bound)
   }
 
+  /// Listens on a Unix domain stream socket at `path`, or `"@name"` for a
+  /// Linux abstract name (no file). Its connections are ``TCPConnection``s
+  /// like a TCP listener's: one type for both kinds of stream, as asyncio's
+  /// streams and NIO's channels are, so a server is written once.
+  ///
+  /// - Parameters:
+  ///   - path: The socket file's path (at most 107 bytes; a longer one is
+  ///     an error, never cut short), or `"@name"`.
+  ///   - replaceStale: Takes over a socket file a dead server left (one
+  ///     that nobody listens on); a live server's is never taken.
+  ///   - backlog: How many connections may wait to be accepted.
+  ///   - loop: The loop to serve on; by default the one running here.
+  /// - Throws: ``TinyAsyncError/addressInUse`` when the path is taken (by
+  ///   a live server, or a stale file without `replaceStale`), `ENAMETOOLONG`,
+  ///   `EACCES`, `ENOENT` (no such folder).
+  ///
+  /// ```swift
+  /// try EventLoop.run {
+  ///     let listener = try TCPListener(unixPath: "/tmp/app.sock", replaceStale: true)
+  ///     for try await connection in listener { connection.close() }
+  /// }
+  /// ```
+  public init(
+    unixPath path: String, replaceStale: Bool = false, backlog: Int = 511, on loop: EventLoop? = nil
+  ) throws(TinyAsyncError) {
+    let loop = loop ?? EventLoop.running(for: "TCPListener(unixPath:)")
+    loop.checkThread("TCPListener(unixPath:)")
+    let fd = try TinyAsyncError.check(
+      cloop_unix_listen(path, Int32(clamping: backlog), replaceStale ? Int32(CLOOP_UNLINK_STALE) : 0))
+    self.loop = loop
+    self.fd = fd
+    self.port = 0
+    self.unixPath = path
+  }
+
   deinit {
     // No accept is in flight: its wait holds the listener until its
     // callback has run.
     close()
     spareAcceptor?.deallocate()
   }
+
+  /// The Unix socket path (or `"@name"`) it listens on, or `nil` for TCP.
+  /// The socket file stays after ``close()``: remove it when done (an
+  /// abstract name leaves nothing).
+  public private(set) var unixPath: String? = nil
 
   /// Waits for the next connection and returns it.
   ///

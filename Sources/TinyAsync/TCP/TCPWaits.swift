@@ -126,14 +126,18 @@ final class SendWait: SocketWait, @unchecked Sendable {
 /// wait stays retained until then) and closes a socket that connected too
 /// late to be wanted.
 final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
+  /// Where to: a host and port (TCP), or a Unix socket's path.
+  enum Target {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+  }
+
   private let connector: UnsafeMutablePointer<cloop_connector>
-  private let host: String
-  private let port: Int
+  private let target: Target
   private var stopped = false
 
-  init(loop: EventLoop, host: String, port: Int) {
-    self.host = host
-    self.port = port
+  init(loop: EventLoop, _ target: Target) {
+    self.target = target
     connector = .allocate(capacity: 1)
     connector.initialize(to: cloop_connector())
     super.init(loop: loop)
@@ -145,9 +149,17 @@ final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
 
   override func start() {
     let retained = Unmanaged.passRetained(self)
-    let rc = host.withCString {
-      cloop_connect_start(loop.cLoop, connector, $0, Int32(port), connectWaitDone, retained.toOpaque())
-    }
+    let rc =
+      switch target {
+      case .tcp(let host, let port):
+        host.withCString {
+          cloop_connect_start(loop.cLoop, connector, $0, Int32(port), connectWaitDone, retained.toOpaque())
+        }
+      case .unix(let path):
+        path.withCString {
+          cloop_connect_unix_start(loop.cLoop, connector, $0, connectWaitDone, retained.toOpaque())
+        }
+      }
     if rc < 0 {
       retained.release()
       finish(.failure(TinyAsyncError(code: rc)))
