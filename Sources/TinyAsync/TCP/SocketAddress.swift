@@ -69,6 +69,11 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
 /// The process, user and group at the other end of a Unix domain socket
 /// (`SO_PEERCRED`): who connected, or who listened.
+///
+/// ```swift
+/// let peer = try connection.peerCredentials
+/// guard peer.uid == getuid() else { connection.close(); return }
+/// ```
 public struct PeerCredentials: Hashable, Sendable {
   /// The peer's process id.
   public let pid: Int32
