@@ -70,6 +70,21 @@ func fakeIO(_ loop: EventLoop) async throws {
   print("4. a thread blocked \(fmt(result)) s and completed a future through the thread-safe call; meanwhile the loop ran \(ticks) timer ticks")
 }
 
+/// Part 7: another program and blocking work, neither stalling the loop: a
+/// child process whose output is read as a connection (asyncio's
+/// create_subprocess_exec), and a blocking call on the work pool
+/// (asyncio's to_thread), while the heartbeat goes on.
+func subprocessAndPool(_ loop: EventLoop) async throws {
+  let child = try ChildProcess.spawn("sh", arguments: ["-c", "sleep 0.3; echo from a child process"], stdout: .pipe)
+  let line = try await child.stdout!.read(until: UInt8(ascii: "\n"))
+  let status = try await child.wait()
+  let slept = try await offload { () -> Double in
+    usleep(300_000)  // a blocking call: on a pool thread, not the loop's
+    return 0.3
+  }
+  print("7. \"\(String(decoding: line.dropLast(), as: UTF8.self))\" (\(status)); a blocking \(fmt(slept)) s call ran on the work pool")
+}
+
 func fmt(_ x: Double) -> String {
   let r = (x * 100).rounded() / 100
   return "\(r)"
@@ -106,6 +121,7 @@ func demo() throws {
     print("3. a periodic task has beaten \(beats) times (every 250 ms) while parts 1 and 2 ran")
     try await fakeIO(loop)
     try await echoDemos(loop)
+    try await subprocessAndPool(loop)
     heartbeat.cancel()
   }
   print("done: every task finished on the loop's thread, none left behind")
