@@ -1,14 +1,5 @@
 internal import CLoop
 
-/// Something a ``withTimeout(_:_:)`` scope can interrupt while it waits,
-/// linked into the scope's list (intrusive: waiting allocates no node).
-/// Loop thread only.
-class Interruptible: @unchecked Sendable {
-  @exclusivity(unchecked) var scopeNext: Interruptible?
-  @exclusivity(unchecked) unowned(unsafe) var scopePrev: Interruptible?
-  func interrupt(_ error: TinyAsyncError) { fatalError("abstract") }
-}
-
 /// One suspension of a Swift task on the loop: every async operation of the
 /// async front (sleep, a future's value, a socket operation) is a subclass
 /// that starts its C operation in ``start()``, stops it in ``stop()``, and
@@ -123,11 +114,4 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
     stop()
     finish(.failure(failure(for: error)))
   }
-}
-
-/// A value handed between the loop's own tasks, which all run on its one
-/// thread: it never crosses threads, whatever its type.
-struct LoopThreadOnly<Value>: @unchecked Sendable {
-  let value: Value
-  init(_ value: Value) { self.value = value }
 }

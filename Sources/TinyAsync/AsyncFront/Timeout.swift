@@ -71,6 +71,15 @@ final class TimeoutScope: @unchecked Sendable {
   }
 }
 
+/// Something a ``withTimeout(_:_:)`` scope can interrupt while it waits,
+/// linked into the scope's list (intrusive: waiting allocates no node).
+/// Loop thread only.
+class Interruptible: @unchecked Sendable {
+  @exclusivity(unchecked) var scopeNext: Interruptible?
+  @exclusivity(unchecked) unowned(unsafe) var scopePrev: Interruptible?
+  func interrupt(_ error: TinyAsyncError) { fatalError("abstract") }
+}
+
 /// Runs `body`, interrupting it once `timeout` has passed (asyncio's
 /// `timeout()`): the loop operation it waits in then — or starts later —
 /// throws ``TinyAsyncError/timedOut``, which unwinds `body` unless it

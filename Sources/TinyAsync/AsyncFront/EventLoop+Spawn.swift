@@ -1,0 +1,72 @@
+internal import CLoop
+
+extension EventLoop {
+  /// Starts `body` as a new Swift task on this loop and returns its handle
+  /// (asyncio's `create_task`). It first runs in a coming iteration, after
+  /// what is already queued; every step of it runs on this loop's thread,
+  /// and so do its child tasks. A running spawned task keeps ``run()``
+  /// going; ``runUntilComplete(_:)`` cancels and finishes the ones still
+  /// running when its main task returns.
+  ///
+  /// A spawned task does not inherit an enclosing ``withTimeout(_:_:)``.
+  ///
+  /// ```swift
+  /// let handles = (1...3).map { i in loop.spawn { try await sleep(for: .milliseconds(10 * i)); return i } }
+  /// ```
+  @discardableResult
+  public func spawn<Value>(
+    name: String? = nil,
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: @escaping () async throws -> Value
+  ) -> TaskHandle<Value> {
+    checkThread("EventLoop.spawn")
+    // `body` has the isolation of the code that wrote it, `isolation`. A
+    // closure isolated to an actor runs on that actor's executor. One
+    // written in top-level code or a @MainActor function is isolated to the
+    // main actor, which on Linux runs from the main thread's Dispatch queue:
+    // that never drains while the loop blocks the thread, so the task would
+    // never start (and off the loop's thread its waits could not work).
+    // Stop with a message rather than hang.
+    if let actor = isolation, (actor.unownedExecutor.asSerialExecutor() as? EventLoop) !== self {
+      misuse("EventLoop.spawn: the closure is isolated to \(type(of: actor)) (written in top-level code or in that actor's code), not to the loop; spawn from async code running on the loop, e.g. inside EventLoop.run { ... }")
+    }
+    spawnCount += 1
+    let state = SpawnedTask<Value>(loop: self, name: name, number: spawnCount)
+    linkSpawned(state)
+    cloop_ref(cLoop)
+    let loop = self
+    let clearScope = TimeoutScope.current != nil
+    // `body` is not `sending`, so tasks of one loop can share loop-confined
+    // state (a Future, a counter), as asyncio's tasks do. That is sound
+    // because it only ever runs on this loop's thread: its task's executor
+    // preference is the loop, and a body isolated to an actor hops there
+    // itself. Swift cannot see that, hence the unchecked box.
+    let body = LoopThreadOnly(body)
+    state.task = Task(name: name, executorPreference: self) {
+      // No `Result<Value, _>` here: unspecialized (the caller's `Value`
+      // is another module's), each one costs a runtime metadata lookup.
+      do {
+        let value: Value
+        if clearScope {
+          value = try await TimeoutScope.$current.withValue(nil) { try await body.value() }
+        } else {
+          value = try await body.value()
+        }
+        loop.spawnedTaskEnded(state)
+        state.future.succeed(value)
+      } catch {
+        loop.spawnedTaskEnded(state)
+        state.future.fail(error)
+      }
+    }
+    cancelIfFinishing(state)
+    return TaskHandle(state: state)
+  }
+
+  /// A spawned task has returned or thrown: it no longer keeps the loop
+  /// running (its future is completed right after).
+  fileprivate func spawnedTaskEnded(_ state: SpawnedNode) {
+    unlinkSpawned(state)
+    cloop_unref(cLoop)
+  }
+}

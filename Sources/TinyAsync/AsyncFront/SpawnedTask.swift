@@ -1,0 +1,23 @@
+/// A task spawned with ``EventLoop/spawn(name:_:)``: its result (a
+/// ``Future``), its name and its Swift task, on the loop's list of live
+/// work until its body ends.
+final class SpawnedTask<Value>: SpawnedNode, @unchecked Sendable {
+  let future: Future<Value>
+  private let givenName: String?
+  private let number: Int
+  @exclusivity(unchecked) var task: Task<Void, Never>?
+
+  init(loop: EventLoop, name: String?, number: Int) {
+    future = Future(on: loop)
+    givenName = name
+    self.number = number
+  }
+
+  /// Made when asked for: formatting `task-N` at every spawn cost more
+  /// than the rest of the spawn's own bookkeeping.
+  var name: String { givenName ?? "task-\(number)" }
+
+  override func cancel() {
+    task?.cancel()
+  }
+}

@@ -1,0 +1,55 @@
+internal import CLoop
+
+/// A fiber's bookkeeping, on the loop's list of live spawned work (with the
+/// async front's tasks) until its body returns, so that ``EventLoop/runFiber(_:)``
+/// and ``EventLoop/runUntilComplete(_:)`` cancel and finish what is left.
+///
+/// The C task holds one reference while its body may still run; this object
+/// holds one on the C task (its future serves `gather`) until it goes. It
+/// keeps its loop alive through its future, so the C task is released
+/// before the loop is freed.
+class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
+  let loop: EventLoop
+  /// Set once, right after the C task is spawned.
+  var cTask: OpaquePointer?
+  private let givenName: String?
+  private let number: Int
+  /// The body has begun running (or has been skipped, if cancelled first).
+  final var started = false
+  /// The body has returned or thrown; the result is in the future.
+  final var finished = false
+  final var cancelRequested = false
+
+  init(loop: EventLoop, name: String?, number: Int) {
+    self.loop = loop
+    givenName = name
+    self.number = number
+  }
+
+  deinit {
+    if let cTask { cloop_task_release(cTask) }
+  }
+
+  final var name: String { givenName ?? "fiber-\(number)" }
+
+  /// The C task's own future: complete once the C task has ended (just
+  /// after the Swift result is in).
+  final var cTaskFuture: UnsafeMutablePointer<cloop_future> { cloop_task_future(cTask!) }
+
+  /// Runs the body on the fiber's stack (abstract).
+  func run() { fatalError("abstract") }
+  /// Runs `observer(succeeded)` when the result is in (abstract).
+  func whenDone(_ observer: @escaping (Bool) -> Void) { fatalError("abstract") }
+  var isDone: Bool { fatalError("abstract") }
+  var hasFailed: Bool { fatalError("abstract") }
+
+  /// Requests cancellation: the suspension the fiber is parked in (or its
+  /// next one) throws ``TinyAsyncError/cancelled``; a fiber that has not
+  /// started never runs its body. Loop thread only.
+  override final func cancel() {
+    loop.checkThread("FiberHandle.cancel")
+    guard !finished else { return }
+    cancelRequested = true
+    if started, let cTask { _ = cloop_task_cancel(cTask) }
+  }
+}
