@@ -23,8 +23,9 @@ internal import CLoop
 /// ```
 public nonisolated(nonsending) func sleep(for duration: Duration) async throws(TinyAsyncError) {
   let loop = EventLoop.running(for: "sleep(for:)")
-  // As in the fiber form: `.zero` and `<=` are calls into libswiftCore.
-  if duration._high < 0 || (duration._high == 0 && duration._low == 0) {
+  // As in the fiber form: `attoseconds` (an Int128) is inlined here, while
+  // `.zero` and Duration's `<=` are calls into libswiftCore.
+  if duration.attoseconds <= 0 {
     try await yieldToLoop(loop)
     return
   }

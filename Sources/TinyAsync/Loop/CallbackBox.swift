@@ -47,7 +47,7 @@ final class CallbackBox {
   deinit {
     // Not linked means the C loop no longer holds the node (it ran, was
     // cancelled, or the loop cancelled it before freeing itself).
-    assert(!isLinked, "CallbackBox freed while its loop still links it")
+    ensure(!isLinked, "CallbackBox freed while its loop still links it")
     switch node {
     case .handle(let handle): handle.deallocate()
     case .timer(let timer): timer.deallocate()

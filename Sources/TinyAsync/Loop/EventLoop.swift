@@ -121,7 +121,7 @@ public final class EventLoop {
     }
     while refCount > 0 { unref() }
     let rc = cloop_loop_free(cLoop)
-    assert(rc == 0, "cloop_loop_free: \(TinyAsyncError(code: rc))")
+    ensure(rc == 0, "cloop_loop_free: \(TinyAsyncError(code: rc))")
   }
 
   // MARK: Running
