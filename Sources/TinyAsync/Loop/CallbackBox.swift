@@ -3,22 +3,22 @@ internal import CLoop
 /// A closure scheduled on a loop, and the C node the loop links.
 ///
 /// Ownership, in one place:
-/// - The box owns its C node (heap memory, freed in `deinit`), so the node
-///   lives exactly as long as the box.
+/// - The box owns its C node (``Pinned`` heap memory), so the node lives
+///   exactly as long as the box. The node is a `cloop_timer` for both
+///   kinds: a timer embeds the handle `callSoon` queues, so one record
+///   serves both (and a spare box serves any `callSoon`).
 /// - While scheduled, the box is on its loop's list of live boxes, which
 ///   holds the one strong reference the scheduling needs; the C node's `arg`
 ///   is the box, unretained. Running or cancelling takes it off the list and
 ///   drops the closure; the loop's `deinit` cancels whatever is left, so no
 ///   closure leaks and the C loop never points at freed memory.
 final class CallbackBox {
-  enum Node {
-    case handle(UnsafeMutablePointer<cloop_handle>)
-    case timer(UnsafeMutablePointer<cloop_timer>)
-  }
-
   /// The closure, until it runs or is cancelled.
   @exclusivity(unchecked) var body: (() -> Void)?
-  let node: Node
+  private let node = Pinned(cloop_timer())
+  /// `callLater`'s (its node goes on the timer heap), or `callSoon`'s (its
+  /// node's handle goes on the ready ring).
+  let isTimer: Bool
   /// Valid while `isLinked`: the loop's `deinit` unlinks every box first.
   unowned(unsafe) let loop: EventLoop
 
@@ -31,27 +31,23 @@ final class CallbackBox {
   init(loop: EventLoop, isTimer: Bool, body: @escaping () -> Void) {
     self.loop = loop
     self.body = body
-    if isTimer {
-      let timer = UnsafeMutablePointer<cloop_timer>.allocate(capacity: 1)
-      timer.initialize(to: cloop_timer())
-      node = .timer(timer)
-      cloop_timer_init(timer, callbackBoxFired, Unmanaged.passUnretained(self).toOpaque())
-    } else {
-      let handle = UnsafeMutablePointer<cloop_handle>.allocate(capacity: 1)
-      handle.initialize(to: cloop_handle())
-      node = .handle(handle)
-      cloop_handle_init(handle, callbackBoxFired, Unmanaged.passUnretained(self).toOpaque())
-    }
+    self.isTimer = isTimer
+    cloop_timer_init(node.pointer, callbackBoxFired, Unmanaged.passUnretained(self).toOpaque())
   }
 
   deinit {
     // Not linked means the C loop no longer holds the node (it ran, was
     // cancelled, or the loop cancelled it before freeing itself).
     ensure(!isLinked, "CallbackBox freed while its loop still links it")
-    switch node {
-    case .handle(let handle): handle.deallocate()
-    case .timer(let timer): timer.deallocate()
-    }
+  }
+
+  /// The node as a timer, for `cloop_call_later`.
+  var timer: UnsafeMutablePointer<cloop_timer> { node.pointer }
+
+  /// The handle in the node, for `cloop_call_soon` (a `cloop_timer` begins
+  /// with its `cloop_handle`).
+  var handle: UnsafeMutablePointer<cloop_handle> {
+    UnsafeMutableRawPointer(node.pointer).assumingMemoryBound(to: cloop_handle.self)
   }
 
   /// Takes the box off the ready ring or timer heap and drops its closure.
@@ -59,9 +55,10 @@ final class CallbackBox {
   @discardableResult
   func cancel() -> Bool {
     guard isLinked else { return false }
-    switch node {
-    case .handle(let handle): _ = cloop_handle_cancel(loop.cLoop, handle)
-    case .timer(let timer): _ = cloop_timer_cancel(loop.cLoop, timer)
+    if isTimer {
+      _ = cloop_timer_cancel(loop.cLoop, timer)
+    } else {
+      _ = cloop_handle_cancel(loop.cLoop, handle)
     }
     loop.unlink(self)
     // Release the closure only now, when the loop's state is consistent:
@@ -88,5 +85,5 @@ private let callbackBoxFired: cloop_fn = { arg in
   box.fire()
   // A callSoon box is nobody else's once it has run: keep it for the next
   // callSoon. (A timer's box may still be held by its TimerHandle.)
-  if case .handle = box.node { box.loop.recycle(box) }
+  if !box.isTimer { box.loop.recycle(box) }
 }

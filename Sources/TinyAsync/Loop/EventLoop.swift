@@ -201,8 +201,7 @@ public final class EventLoop {
     } else {
       box = CallbackBox(loop: self, isTimer: false, body: body)
     }
-    guard case .handle(let handle) = box.node else { misuse("internal error: unexpected node kind") }
-    cloop_call_soon(cLoop, handle)
+    cloop_call_soon(cLoop, box.handle)
     link(box)
   }
 
@@ -213,8 +212,7 @@ public final class EventLoop {
   @discardableResult
   public func callLater(_ delay: Duration, _ body: @escaping () -> Void) -> TimerHandle {
     let box = CallbackBox(loop: self, isTimer: true, body: body)
-    guard case .timer(let timer) = box.node else { misuse("internal error: unexpected node kind") }
-    let rc = cloop_call_later(cLoop, timer, delay.saturatingNanoseconds)
+    let rc = cloop_call_later(cLoop, box.timer, delay.saturatingNanoseconds)
     // The only failure is -ENOMEM growing the heap; Swift traps on OOM too.
     ensure(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
     link(box)

@@ -21,7 +21,9 @@ final class JobQueue {
   @exclusivity(unchecked) private var count = 0
   /// Tasks parked in `sleep(for: .zero)`, resumed at the next drain.
   @exclusivity(unchecked) private var yielders: [UnsafeContinuation<Void, Never>] = []
-  let handle: UnsafeMutablePointer<cloop_handle>
+  /// The one C handle on the loop's ready ring that stands for the jobs.
+  private let record = Pinned(cloop_handle())
+  var handle: UnsafeMutablePointer<cloop_handle> { record.pointer }
   private let cLoop: OpaquePointer
   /// Set right after the owning `EventLoop` is initialized.
   unowned(unsafe) var owner: EventLoop!
@@ -29,15 +31,12 @@ final class JobQueue {
   init(loop: OpaquePointer) {
     cLoop = loop
     jobs = .allocate(capacity: capacity)
-    handle = .allocate(capacity: 1)
-    handle.initialize(to: cloop_handle())
     cloop_handle_init(handle, jobQueueDrain, Unmanaged.passUnretained(self).toOpaque())
   }
 
   deinit {
     ensure(count == 0, "EventLoop freed with \(count) Swift jobs not yet run")
     jobs.deallocate()
-    handle.deallocate()
   }
 
   var isEmpty: Bool { count == 0 && yielders.isEmpty }

@@ -36,27 +36,23 @@ final class ThreadSafeQueue: @unchecked Sendable {
     var closed = false
   }
 
-  private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+  private let mutexRecord = Pinned(pthread_mutex_t())
+  private var mutex: UnsafeMutablePointer<pthread_mutex_t> { mutexRecord.pointer }
   private var state = State()  // guarded by `mutex`
   private let loop: OpaquePointer
-  private let drainHandle: UnsafeMutablePointer<cloop_handle>
+  private let drainRecord = Pinned(cloop_handle())
+  private var drainHandle: UnsafeMutablePointer<cloop_handle> { drainRecord.pointer }
   /// Set right after the owning `EventLoop` is initialized.
   unowned(unsafe) var owner: EventLoop?
 
   init(loop: OpaquePointer) {
     self.loop = loop
-    mutex = .allocate(capacity: 1)
-    mutex.initialize(to: pthread_mutex_t())
     pthread_mutex_init(mutex, nil)
-    drainHandle = .allocate(capacity: 1)
-    drainHandle.initialize(to: cloop_handle())
     cloop_handle_init(drainHandle, threadSafeQueueDrain, Unmanaged.passUnretained(self).toOpaque())
   }
 
   deinit {
-    drainHandle.deallocate()
     pthread_mutex_destroy(mutex)
-    mutex.deallocate()
   }
 
   private func withLock<Result>(_ body: (inout State) -> Result) -> Result {

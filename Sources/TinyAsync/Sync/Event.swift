@@ -25,20 +25,20 @@ internal import CLoop
 public final class Event {
   /// The loop it belongs to.
   public let loop: EventLoop
-  let cEvent: UnsafeMutablePointer<cloop_event>
+  /// The C event (waiters link into it: it never moves).
+  private let record = Pinned(cloop_event())
+  var cEvent: UnsafeMutablePointer<cloop_event> { record.pointer }
 
   /// A clear event of `loop` (default: the loop running on this thread).
   public init(on loop: EventLoop? = nil) {
     self.loop = loop ?? EventLoop.running(for: "Event()")
     self.loop.checkThread("Event()")
-    cEvent = allocateCPrimitive(cloop_event())
     cloop_event_init(cEvent)
   }
 
   deinit {
     // Unreachable while something waits: a waiter holds the event.
     ensure(cloop_waiting(&cEvent.pointee.waiters) == 0, "an Event went away while tasks wait on it")
-    cEvent.deallocate()
   }
 
   /// `true` once ``set()`` until ``clear()``.

@@ -38,19 +38,19 @@ internal import CLoop
 public final class Lock {
   /// The loop it belongs to.
   public let loop: EventLoop
-  let cLock: UnsafeMutablePointer<cloop_lock>
+  /// The C lock (waiters link into it: it never moves).
+  private let record = Pinned(cloop_lock())
+  var cLock: UnsafeMutablePointer<cloop_lock> { record.pointer }
 
   /// A free lock of `loop` (default: the loop running on this thread).
   public init(on loop: EventLoop? = nil) {
     self.loop = loop ?? EventLoop.running(for: "Lock()")
     self.loop.checkThread("Lock()")
-    cLock = allocateCPrimitive(cloop_lock())
     cloop_lock_init(cLock)
   }
 
   deinit {
     ensure(cloop_waiting(&cLock.pointee.waiters) == 0, "a Lock went away while tasks wait on it")
-    cLock.deallocate()
   }
 
   /// `true` while someone holds the lock.

@@ -30,9 +30,11 @@ public final class Queue<Element> {
   public let loop: EventLoop
   /// How many elements it holds at most.
   public let capacity: Int
-  let cQueue: UnsafeMutablePointer<cloop_queue>
+  /// The C queue (waiters link into it: it never moves).
+  private let record = Pinned(cloop_queue())
+  var cQueue: UnsafeMutablePointer<cloop_queue> { record.pointer }
   /// The C queue's ring, of indexes into `slots`.
-  private let ring: UnsafeMutablePointer<Int>
+  private let ring: Pinned<Int>
   /// The elements on their way through: the C queue carries `intptr_t`
   /// items, so an element waits here and its index travels (no box per
   /// element). It holds the queued elements and those of waiting putters.
@@ -46,10 +48,8 @@ public final class Queue<Element> {
     self.loop = loop ?? EventLoop.running(for: "Queue()")
     self.loop.checkThread("Queue()")
     self.capacity = capacity
-    ring = .allocate(capacity: capacity)
-    ring.initialize(repeating: 0, count: capacity)
-    cQueue = allocateCPrimitive(cloop_queue())
-    let rc = cloop_queue_init(cQueue, ring, capacity)
+    ring = Pinned(0, count: capacity)
+    let rc = cloop_queue_init(cQueue, ring.pointer, capacity)
     ensure(rc == 0, "cloop_queue_init: \(TinyAsyncError(code: rc))")
     slots.reserveCapacity(capacity)
   }
@@ -58,8 +58,6 @@ public final class Queue<Element> {
     ensure(
       cloop_waiting(&cQueue.pointee.getters) == 0 && cloop_waiting(&cQueue.pointee.putters) == 0,
       "a Queue went away while tasks wait on it")
-    cQueue.deallocate()
-    ring.deallocate()
   }
 
   /// The elements in the queue now. (An element just handed to a waiting

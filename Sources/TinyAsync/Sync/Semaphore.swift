@@ -32,7 +32,9 @@ internal import CLoop
 public final class Semaphore {
   /// The loop it belongs to.
   public let loop: EventLoop
-  let cSemaphore: UnsafeMutablePointer<cloop_semaphore>
+  /// The C semaphore (waiters link into it: it never moves).
+  private let record = Pinned(cloop_semaphore())
+  var cSemaphore: UnsafeMutablePointer<cloop_semaphore> { record.pointer }
 
   /// A semaphore of `loop` (default: the loop running on this thread) with
   /// `value` permits free (`value >= 0`).
@@ -40,13 +42,11 @@ public final class Semaphore {
     ensure(value >= 0, "Semaphore(value: \(value)): the value cannot be negative")
     self.loop = loop ?? EventLoop.running(for: "Semaphore()")
     self.loop.checkThread("Semaphore()")
-    cSemaphore = allocateCPrimitive(cloop_semaphore())
     cloop_semaphore_init(cSemaphore, value)
   }
 
   deinit {
     ensure(cloop_waiting(&cSemaphore.pointee.waiters) == 0, "a Semaphore went away while tasks wait on it")
-    cSemaphore.deallocate()
   }
 
   /// The permits free now (0 while anyone waits).

@@ -40,18 +40,12 @@ final class SyncWait: LoopWait<Int, TinyAsyncError>, @unchecked Sendable {
 
   private let operation: Operation
   /// On the heap: it must not move while it is on the primitive's list.
-  private let waiter: UnsafeMutablePointer<cloop_waiter>
+  private let record = Pinned(cloop_waiter())
 
   init(loop: EventLoop, _ operation: Operation) {
     self.operation = operation
-    waiter = .allocate(capacity: 1)
-    waiter.initialize(to: cloop_waiter())
     super.init(loop: loop)
-    cloop_waiter_init(waiter, syncWaitWoken, Unmanaged.passUnretained(self).toOpaque())
-  }
-
-  deinit {
-    waiter.deallocate()
+    cloop_waiter_init(record.pointer, syncWaitWoken, Unmanaged.passUnretained(self).toOpaque())
   }
 
   override func start() {
@@ -59,6 +53,7 @@ final class SyncWait: LoopWait<Int, TinyAsyncError>, @unchecked Sendable {
     // until the callback or stop().
     _ = Unmanaged.passRetained(self)
     var item = 0
+    let waiter = record.pointer
     let rc: Int32 =
       switch operation {
       case .eventWait(let e): cloop_event_wait_cb(e, waiter)
@@ -74,7 +69,7 @@ final class SyncWait: LoopWait<Int, TinyAsyncError>, @unchecked Sendable {
   }
 
   override func stop() {
-    if cloop_waiter_cancel(waiter) != 0 {
+    if cloop_waiter_cancel(record.pointer) != 0 {
       Unmanaged.passUnretained(self).release()
     }
   }
@@ -84,13 +79,4 @@ final class SyncWait: LoopWait<Int, TinyAsyncError>, @unchecked Sendable {
 private let syncWaitWoken: cloop_waiter_fn = { waiter, value in
   let wait = Unmanaged<SyncWait>.fromOpaque(waiter!.pointee.arg).takeRetainedValue()
   wait.finish(.success(value))
-}
-
-/// The C memory of a primitive: allocated once, never moved (waiters link
-/// into it), freed with its Swift owner.
-@inline(__always)
-func allocateCPrimitive<T>(_ value: T) -> UnsafeMutablePointer<T> {
-  let p = UnsafeMutablePointer<T>.allocate(capacity: 1)
-  p.initialize(to: value)
-  return p
 }

@@ -16,23 +16,18 @@ final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
     case unix(path: String)
   }
 
-  private let connector: UnsafeMutablePointer<cloop_connector>
+  private let record = Pinned(cloop_connector())
   private let target: Target
   private var stopped = false
 
   init(loop: EventLoop, _ target: Target) {
     self.target = target
-    connector = .allocate(capacity: 1)
-    connector.initialize(to: cloop_connector())
     super.init(loop: loop)
-  }
-
-  deinit {
-    connector.deallocate()
   }
 
   override func start() {
     let retained = Unmanaged.passRetained(self)
+    let connector = record.pointer
     let rc =
       switch target {
       case .tcp(let host, let port):
@@ -52,12 +47,12 @@ final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
 
   override func stop() {
     stopped = true
-    _ = cloop_connect_cancel(connector)
+    _ = cloop_connect_cancel(record.pointer)
   }
 
   /// The C callback, through `connectWaitDone`.
   fileprivate func done() {
-    let result = connector.pointee.result
+    let result = record.pointer.pointee.result
     if stopped {
       if result >= 0 { _ = cloop_close_fd(loop.cLoop, result) }
       return
