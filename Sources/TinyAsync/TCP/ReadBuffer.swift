@@ -1,25 +1,44 @@
 internal import Glibc
 
-/// A connection's read-ahead bytes: `base[start ..< end]` arrived and were
-/// not handed out yet; `base[end ..< capacity]` is where the next recv
+/// A connection's read-ahead bytes: `start ..< end` arrived and were not
+/// handed out yet; `end ..< capacity` (the tail) is where the next recv
 /// writes. Heap memory the connection owns, so a recv in flight (io_uring
 /// writes from the kernel while the task is parked) never points into a
-/// Swift array that could move.
+/// Swift array that could move. `~Copyable`: it is that memory's one owner
+/// and frees it when it goes (with its connection).
 ///
 /// Its contents move or grow only while no recv is in flight (a
 /// connection reads from one task at a time).
-struct ReadBuffer {
-  private(set) var base: UnsafeMutableRawPointer?
-  private(set) var capacity = 0
-  var start = 0
-  var end = 0
+struct ReadBuffer: ~Copyable {
+  private var base: UnsafeMutableRawPointer?
+  private var capacity = 0
+  private var start = 0
+  private var end = 0
 
   /// What a first read allocates: enough for a typical message, small
   /// enough that 10,000 idle connections cost little (untouched pages of
   /// a larger request are not resident anyway).
   static let initialCapacity = 16 * 1024
 
+  init() {}
+
+  deinit {
+    free(base)
+  }
+
+  /// The bytes buffered and not handed out yet.
   var count: Int { end - start }
+
+  /// Where the next recv writes and how much room it has there; call
+  /// ``reserveTail(_:)`` first.
+  var tail: (bytes: UnsafeMutableRawPointer, room: Int) {
+    (base! + end, capacity - end)
+  }
+
+  /// Counts `n` bytes that a recv wrote into the tail.
+  mutating func received(_ n: Int) {
+    end += n
+  }
 
   /// Makes room for a recv of at least `wanted` bytes after the buffered
   /// ones: moves them to the front, or grows the buffer to just what is
@@ -76,13 +95,5 @@ struct ReadBuffer {
       }
       return nil
     }
-  }
-
-  mutating func free() {
-    Glibc.free(base)
-    base = nil
-    capacity = 0
-    start = 0
-    end = 0
   }
 }

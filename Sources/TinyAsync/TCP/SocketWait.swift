@@ -1,44 +1,64 @@
 internal import CLoop
 internal import Glibc
 
-/// One socket operation of the async front on a connection's own op (recv,
-/// send) as a ``LoopWait``: ``start()`` starts the C operation (`cloop_op_*`),
-/// ``stop()`` cancels it, and the operation's callback finishes the wait
-/// with the C result (`>= 0`, or the error it maps to).
+/// One socket operation of the async front on a connection's own op, a
+/// recv or a send, as a ``LoopWait``: ``start()`` starts the C operation
+/// (`cloop_op_recv`, `cloop_op_send`), ``stop()`` cancels it, and the
+/// operation's callback finishes the wait with the C result (`>= 0`, or
+/// the error it maps to).
 ///
-/// The `cloop_op` is its socket's (a connection has one per side, a
-/// listener one), so steady-state I/O allocates only this object. While C
-/// holds the op, the op's `data` is this object, retained; the callback
-/// takes that reference back.
+/// The `cloop_op` is its connection's (one per side), so steady-state I/O
+/// allocates only this object. While C holds the op, the op's `data` is
+/// this object, retained; the callback takes that reference back.
 ///
 /// Stopping is synchronous: `cloop_op_cancel` leaves the op complete on
 /// both backends (io_uring cancels synchronously) with its callback queued,
 /// and ``stop()`` runs that callback at once. So when an interrupted wait
 /// throws, C holds no pointer to the op, its buffer or this object, and the
-/// socket can start its next operation straight away. A result that won
-/// the race with the interruption (bytes read, a new fd) is not lost: the
-/// callback hands it to ``completed(_:interrupted:)``, which keeps it for
-/// the socket's next operation.
-class SocketWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
-  let op: UnsafeMutablePointer<cloop_op>
-  private var stopping = false
-
-  init(loop: EventLoop, op: UnsafeMutablePointer<cloop_op>) {
-    self.op = op
-    super.init(loop: loop)
+/// connection can start its next operation straight away. Bytes that won
+/// the race with the interruption are not lost: the callback counts a
+/// recv's bytes into the read buffer, finished or interrupted, for the
+/// next read.
+///
+/// The two operations are an enum, as `SyncWait`'s are: they differ only
+/// in the C call that starts them and in what a recv's result does to the
+/// buffer.
+final class SocketWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
+  enum Operation {
+    /// A recv into the free tail of the connection's read buffer
+    /// (``ReadBuffer/reserveTail(_:)`` first).
+    case recv
+    /// One send of `count` bytes from `bytes` (the connection's send
+    /// buffer).
+    case send(UnsafeRawPointer, count: Int)
   }
 
-  /// Starts the C operation on `op` with `socketWaitDone` and `data`; returns
-  /// what `cloop_op_*` returned.
-  func submit(_ data: UnsafeMutableRawPointer) -> Int32 { fatalError("abstract") }
+  let connection: TCPConnection
+  private let operation: Operation
+  private let op: UnsafeMutablePointer<cloop_op>
+  private var stopping = false
 
-  /// The operation's result arrived, before any finish. `interrupted`: the
-  /// wait is being stopped, so the result goes nowhere unless kept here.
-  func completed(_ result: Int32, interrupted: Bool) {}
+  init(_ operation: Operation, on connection: TCPConnection) {
+    self.connection = connection
+    self.operation = operation
+    switch operation {
+    case .recv: op = connection.recvOp
+    case .send: op = connection.sendOp
+    }
+    super.init(loop: connection.loop)
+  }
 
-  final override func start() {
+  override func start() {
     let retained = Unmanaged.passRetained(self)
-    let rc = submit(retained.toOpaque())
+    let rc: Int32
+    switch operation {
+    case .recv:
+      let (bytes, room) = connection.readBuffer.tail
+      rc = cloop_op_recv(loop.cLoop, op, connection.fd, bytes, room, 0, socketWaitDone, retained.toOpaque())
+    case .send(let bytes, let count):
+      rc = cloop_op_send(
+        loop.cLoop, op, connection.fd, bytes, count, Int32(MSG_NOSIGNAL), socketWaitDone, retained.toOpaque())
+    }
     if rc < 0 {
       retained.release()
       finish(.failure(TinyAsyncError(code: rc)))
@@ -50,7 +70,7 @@ class SocketWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
     }
   }
 
-  final override func stop() {
+  override func stop() {
     stopping = true
     _ = cloop_op_cancel(loop.cLoop, op)
     if op.pointee.handle.link.next != nil { runCallbackNow() }
@@ -62,56 +82,16 @@ class SocketWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
   }
 
   /// The C callback, through `socketWaitDone`.
-  fileprivate final func done() {
+  fileprivate func done() {
     let result = op.pointee.result
-    completed(result, interrupted: stopping)
+    // Also when interrupted: the bytes are in the buffer, for the next read.
+    if case .recv = operation, result > 0 { connection.readBuffer.received(Int(result)) }
     if stopping { return }
     finish(result >= 0 ? .success(result) : .failure(TinyAsyncError(code: result)))
   }
 }
 
 /// The one C callback of every ``SocketWait``; `data` is the wait, retained.
-let socketWaitDone: cloop_op_fn = { op in
+private let socketWaitDone: cloop_op_fn = { op in
   Unmanaged<SocketWait>.fromOpaque(op!.pointee.data).takeRetainedValue().done()
-}
-
-/// A recv into the free tail of a connection's read buffer. The bytes are
-/// counted into the buffer by the callback, also when the wait was
-/// interrupted, so a cancelled or timed-out read loses nothing.
-final class RecvWait: SocketWait, @unchecked Sendable {
-  let connection: TCPConnection
-
-  init(connection: TCPConnection) {
-    self.connection = connection
-    super.init(loop: connection.loop, op: connection.recvOp)
-  }
-
-  override func submit(_ data: UnsafeMutableRawPointer) -> Int32 {
-    let buffer = connection.readBuffer
-    return cloop_op_recv(
-      loop.cLoop, op, connection.fd, buffer.base! + buffer.end, buffer.capacity - buffer.end, 0,
-      socketWaitDone, data)
-  }
-
-  override func completed(_ result: Int32, interrupted: Bool) {
-    if result > 0 { connection.readBuffer.end += Int(result) }
-  }
-}
-
-/// One send of `count` bytes from `bytes` (the connection's send buffer).
-final class SendWait: SocketWait, @unchecked Sendable {
-  let connection: TCPConnection
-  let bytes: UnsafeRawPointer
-  let count: Int
-
-  init(connection: TCPConnection, bytes: UnsafeRawPointer, count: Int) {
-    self.connection = connection
-    self.bytes = bytes
-    self.count = count
-    super.init(loop: connection.loop, op: connection.sendOp)
-  }
-
-  override func submit(_ data: UnsafeMutableRawPointer) -> Int32 {
-    cloop_op_send(loop.cLoop, op, connection.fd, bytes, count, Int32(MSG_NOSIGNAL), socketWaitDone, data)
-  }
 }

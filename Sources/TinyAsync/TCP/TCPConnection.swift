@@ -41,14 +41,12 @@ public final class TCPConnection {
   private(set) var fd: Int32
   /// The receiving side's operation (recv) and the sending side's
   /// (connect, send): one per side may be in flight.
-  let recvOp: UnsafeMutablePointer<cloop_op>
-  let sendOp: UnsafeMutablePointer<cloop_op>
+  private let recvRecord = Pinned(cloop_op())
+  private let sendRecord = Pinned(cloop_op())
+  var recvOp: UnsafeMutablePointer<cloop_op> { recvRecord.pointer }
+  var sendOp: UnsafeMutablePointer<cloop_op> { sendRecord.pointer }
   var readBuffer = ReadBuffer()
-  /// What a send in flight sends from: a copy of (a chunk of) the caller's
-  /// bytes in memory the connection owns, so nothing points into a Swift
-  /// value while the task is parked. Costs one memcpy per write.
-  private var sendBuffer: UnsafeMutableRawPointer?
-  private var sendCapacity = 0
+  private var sendBuffer = SendBuffer()
   var isReading = false
   var isWriting = false
 
@@ -59,20 +57,12 @@ public final class TCPConnection {
   init(fd: Int32, loop: EventLoop) {
     self.fd = fd
     self.loop = loop
-    recvOp = .allocate(capacity: 1)
-    recvOp.initialize(to: cloop_op())
-    sendOp = .allocate(capacity: 1)
-    sendOp.initialize(to: cloop_op())
   }
 
   deinit {
     // No operation is in flight here: each wait holds the connection until
     // its callback has run.
     if fd >= 0 { _ = cloop_close_fd(loop.cLoop, fd) }
-    recvOp.deallocate()
-    sendOp.deallocate()
-    readBuffer.free()
-    free(sendBuffer)
   }
 
   // MARK: Connecting
@@ -120,11 +110,10 @@ public final class TCPConnection {
   ///   ``TinyAsyncError/closed``, ``TinyAsyncError/cancelled``,
   ///   ``TinyAsyncError/timedOut`` (no bytes are lost to the last two).
   public func read(max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
-    ensure(max > 0, "TCPConnection.read(max:) needs max > 0")
-    try beginRead("TCPConnection.read(max:)")
+    var read = try beginRead(.available, max: max, "TCPConnection.read(max:)")
     defer { isReading = false }
-    if readBuffer.count == 0 { _ = try await fill(wanted: max) }
-    return readBuffer.take(Swift.min(max, readBuffer.count))
+    while let wanted = try read.wanted(readBuffer) { read.received(try await fill(wanted: wanted)) }
+    return readBuffer.take(read.length)
   }
 
   /// Like ``read(max:)``, but appends to `buffer` (reuse one array across
@@ -141,13 +130,11 @@ public final class TCPConnection {
   /// }
   /// ```
   public func read(into buffer: inout [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> Int {
-    ensure(max > 0, "TCPConnection.read(into:max:) needs max > 0")
-    try beginRead("TCPConnection.read(into:max:)")
+    var read = try beginRead(.available, max: max, "TCPConnection.read(into:max:)")
     defer { isReading = false }
-    if readBuffer.count == 0 { _ = try await fill(wanted: max) }
-    let n = Swift.min(max, readBuffer.count)
-    readBuffer.take(n, appendingTo: &buffer)
-    return n
+    while let wanted = try read.wanted(readBuffer) { read.received(try await fill(wanted: wanted)) }
+    readBuffer.take(read.length, appendingTo: &buffer)
+    return read.length
   }
 
   /// Reads up to and including the first `delimiter` (a line, with
@@ -165,17 +152,10 @@ public final class TCPConnection {
   ///   buffered, for ``read(max:)`` to drain or for ``close()`` to drop.
   ///   Also the errors of ``read(max:)``.
   public func read(until delimiter: [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
-    ensure(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
-    ensure(max > 0, "TCPConnection.read(until:max:) needs max > 0")
-    try beginRead("TCPConnection.read(until:max:)")
+    var read = try beginRead(.through(delimiter), max: max, "TCPConnection.read(until:max:)")
     defer { isReading = false }
-    var searched = 0
-    while true {
-      if let line = try scan(for: delimiter, max: max, searched: &searched) { return line }
-      if try await fill(wanted: wantedForDelimiter(max: max)) == 0 {
-        return readBuffer.take(readBuffer.count)  // end of stream
-      }
-    }
+    while let wanted = try read.wanted(readBuffer) { read.received(try await fill(wanted: wanted)) }
+    return readBuffer.take(read.length)
   }
 
   /// ``read(until:max:)`` with a one-byte delimiter, e.g. `UInt8(ascii: "\n")`.
@@ -183,31 +163,18 @@ public final class TCPConnection {
     try await read(until: [delimiter], max: max)
   }
 
-  /// One look for `delimiter` in the buffered bytes, for
-  /// `read(until:max:)`: returns the bytes up to and including it, throws
-  /// ``TinyAsyncError/delimiterNotFound`` once `max` bytes hold none, or
-  /// returns nil when more bytes are needed. `searched` counts the bytes
-  /// already searched in vain (start it at 0).
-  func scan(for delimiter: [UInt8], max: Int, searched: inout Int) throws(TinyAsyncError) -> [UInt8]? {
-    let from = Swift.max(0, searched - (delimiter.count - 1))
-    if let at = readBuffer.firstIndex(of: delimiter, from: from, limit: max) {
-      return readBuffer.take(at + delimiter.count)
-    }
-    if readBuffer.count >= max { throw .delimiterNotFound }
-    searched = readBuffer.count
-    return nil
-  }
-
-  /// How much room the next recv of `read(until:max:)` asks for: the
-  /// buffer grows with what arrives, not to `max` at once.
-  func wantedForDelimiter(max: Int) -> Int {
-    Swift.min(max - readBuffer.count, Swift.max(readBuffer.count, ReadBuffer.initialCapacity))
-  }
-
-  func beginRead(_ operation: StaticString) throws(TinyAsyncError) {
+  /// The checks every read makes, in both forms, then marks the
+  /// connection as being read (the caller clears `isReading` when done):
+  /// a read of up to `max` bytes towards `goal`.
+  func beginRead(
+    _ goal: BufferedRead.Goal, max: Int, _ operation: StaticString
+  ) throws(TinyAsyncError) -> BufferedRead {
+    if case .through(let delimiter) = goal { ensure(!delimiter.isEmpty, "\(operation) needs a delimiter") }
+    ensure(max > 0, "\(operation) needs max > 0")
     guard fd >= 0 else { throw .closed }
     ensure(!isReading, "\(operation): another task is reading this TCPConnection")
     isReading = true
+    return BufferedRead(goal, max: max)
   }
 
   /// One recv into the buffer's free tail (made at least `wanted` bytes,
@@ -215,7 +182,7 @@ public final class TCPConnection {
   private func fill(wanted: Int) async throws(TinyAsyncError) -> Int {
     guard fd >= 0 else { throw .closed }
     readBuffer.reserveTail(Swift.min(wanted, Self.maxChunk))
-    return Int(try await RecvWait(connection: self).wait().get())
+    return Int(try await SocketWait(.recv, on: self).wait().get())
   }
 
   // MARK: Writing
@@ -255,14 +222,14 @@ public final class TCPConnection {
     var offset = try sendNow(bytes)
     while offset < total {
       let chunk = Swift.min(total - offset, Self.maxChunk)
-      let buffer = reserveSendBuffer(chunk)
+      let buffer = sendBuffer.reserve(chunk)
       _ = bytes.withContiguousStorageIfAvailable { source in
         buffer.copyMemory(from: source.baseAddress! + offset, byteCount: chunk)
       }
       var sent = 0
       while sent < chunk {
         guard fd >= 0 else { throw .closed }
-        let n = try await SendWait(connection: self, bytes: buffer + sent, count: chunk - sent).wait().get()
+        let n = try await SocketWait(.send(buffer + sent, count: chunk - sent), on: self).wait().get()
         guard n > 0 else { throw TinyAsyncError(code: -EIO) }  // send(2) of > 0 bytes moves some
         sent += Int(n)
       }
@@ -292,17 +259,6 @@ public final class TCPConnection {
     }!
     if sent < 0 { throw TinyAsyncError(code: Int32(sent)) }
     return sent
-  }
-
-  private func reserveSendBuffer(_ count: Int) -> UnsafeMutableRawPointer {
-    if sendCapacity < count {
-      let capacity = Swift.max(count, 4096)
-      free(sendBuffer)
-      sendBuffer = malloc(capacity)
-      ensure(sendBuffer != nil, "out of memory for a \(capacity)-byte send buffer")
-      sendCapacity = capacity
-    }
-    return sendBuffer!
   }
 
   // MARK: Ending

@@ -54,11 +54,10 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await read(max:)")
   public func read(max: Int = 65536) throws(TinyAsyncError) -> [UInt8] {
     requireFiber("TCPConnection.read(max:)")
-    ensure(max > 0, "TCPConnection.read(max:) needs max > 0")
-    try beginRead("TCPConnection.read(max:)")
+    var read = try beginRead(.available, max: max, "TCPConnection.read(max:)")
     defer { isReading = false }
-    if readBuffer.count == 0 { _ = try fillInFiber(wanted: max) }
-    return readBuffer.take(Swift.min(max, readBuffer.count))
+    while let wanted = try read.wanted(readBuffer) { read.received(try fillInFiber(wanted: wanted)) }
+    return readBuffer.take(read.length)
   }
 
   /// Appends what has arrived, up to `max` bytes, to `buffer`, from a
@@ -67,13 +66,11 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await read(into:max:)")
   public func read(into buffer: inout [UInt8], max: Int = 65536) throws(TinyAsyncError) -> Int {
     requireFiber("TCPConnection.read(into:max:)")
-    ensure(max > 0, "TCPConnection.read(into:max:) needs max > 0")
-    try beginRead("TCPConnection.read(into:max:)")
+    var read = try beginRead(.available, max: max, "TCPConnection.read(into:max:)")
     defer { isReading = false }
-    if readBuffer.count == 0 { _ = try fillInFiber(wanted: max) }
-    let n = Swift.min(max, readBuffer.count)
-    readBuffer.take(n, appendingTo: &buffer)
-    return n
+    while let wanted = try read.wanted(readBuffer) { read.received(try fillInFiber(wanted: wanted)) }
+    readBuffer.take(read.length, appendingTo: &buffer)
+    return read.length
   }
 
   /// Reads up to and including the first `delimiter`, from a fiber: the
@@ -83,17 +80,10 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await read(until:max:)")
   public func read(until delimiter: [UInt8], max: Int = 65536) throws(TinyAsyncError) -> [UInt8] {
     requireFiber("TCPConnection.read(until:max:)")
-    ensure(!delimiter.isEmpty, "TCPConnection.read(until:max:) needs a delimiter")
-    ensure(max > 0, "TCPConnection.read(until:max:) needs max > 0")
-    try beginRead("TCPConnection.read(until:max:)")
+    var read = try beginRead(.through(delimiter), max: max, "TCPConnection.read(until:max:)")
     defer { isReading = false }
-    var searched = 0
-    while true {
-      if let line = try scan(for: delimiter, max: max, searched: &searched) { return line }
-      if try fillInFiber(wanted: wantedForDelimiter(max: max)) == 0 {
-        return readBuffer.take(readBuffer.count)  // end of stream
-      }
-    }
+    while let wanted = try read.wanted(readBuffer) { read.received(try fillInFiber(wanted: wanted)) }
+    return readBuffer.take(read.length)
   }
 
   /// The fiber form of ``read(until:max:)-(UInt8,Int)``, with a one-byte
@@ -109,10 +99,9 @@ extension TCPConnection {
     guard fd >= 0 else { throw .closed }
     readBuffer.reserveTail(Swift.min(wanted, Self.maxChunk))
     let fd = self.fd
-    let to = readBuffer.base! + readBuffer.end
-    let room = readBuffer.capacity - readBuffer.end
+    let (to, room) = readBuffer.tail
     let n = try fiberCall("TCPConnection.read") { cloop_sock_recv(fd, to, room) }
-    readBuffer.end += n
+    readBuffer.received(n)
     return n
   }
 
