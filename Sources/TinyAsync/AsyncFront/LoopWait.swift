@@ -14,10 +14,20 @@ internal import CLoop
 /// - the deadline of an enclosing ``withTimeout(_:_:)`` scope.
 /// The continuation is resumed exactly once; the loser stops its operation.
 ///
+/// A base class, not a protocol: the wait is one object (one allocation)
+/// that the cancellation handler, the timeout scope and the C callback all
+/// reach, and that C hands back from a `void *` as its concrete subclass;
+/// the parking logic above lives here once. Each subclass adds its C
+/// record and overrides ``start()`` and ``stop()``, whose defaults do
+/// nothing (a `GatherWait` needs neither).
+///
 /// `@unchecked Sendable`: the cancellation handler must be `@Sendable`; it
 /// touches the object only on the loop's thread (it hops there first).
 class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
   let loop: EventLoop
+  // The links of the innermost `TimeoutScope`'s list while this waits.
+  @exclusivity(unchecked) var scopeNext: (any Interruptible)?
+  @exclusivity(unchecked) unowned(unsafe) var scopePrev: (any Interruptible)?
   @exclusivity(unchecked) private var continuation: UnsafeContinuation<Outcome, Never>?
   /// An outcome that came before the task parked (and so before
   /// ``start()``): an interruption, since cancellation handlers run at once
@@ -105,7 +115,7 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
     continuation.resume(returning: Outcome(result))
   }
 
-  final override func interrupt(_ error: TinyAsyncError) {
+  final func interrupt(_ error: TinyAsyncError) {
     if isOver { return }
     guard continuation != nil else {
       if early == nil { early = .failure(failure(for: error)) }

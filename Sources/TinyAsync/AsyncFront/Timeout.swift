@@ -13,7 +13,7 @@ final class TimeoutScope: @unchecked Sendable {
 
   let outer: TimeoutScope?
   @exclusivity(unchecked) private var expired = false
-  @exclusivity(unchecked) private var waiters: Interruptible?
+  @exclusivity(unchecked) private var waiters: (any Interruptible)?
   /// Scopes entered inside this one and not left yet (usually none).
   @exclusivity(unchecked) private var inner: [TimeoutScope] = []
 
@@ -31,14 +31,14 @@ final class TimeoutScope: @unchecked Sendable {
     return false
   }
 
-  func link(_ waiter: Interruptible) {
+  func link(_ waiter: any Interruptible) {
     waiter.scopeNext = waiters
     waiters?.scopePrev = waiter
     waiter.scopePrev = nil
     waiters = waiter
   }
 
-  func unlink(_ waiter: Interruptible) {
+  func unlink(_ waiter: any Interruptible) {
     if let prev = waiter.scopePrev {
       prev.scopeNext = waiter.scopeNext
     } else {
@@ -71,13 +71,17 @@ final class TimeoutScope: @unchecked Sendable {
   }
 }
 
-/// Something a ``withTimeout(_:_:)`` scope can interrupt while it waits,
-/// linked into the scope's list (intrusive: waiting allocates no node).
-/// Loop thread only.
-class Interruptible: @unchecked Sendable {
-  @exclusivity(unchecked) var scopeNext: Interruptible?
-  @exclusivity(unchecked) unowned(unsafe) var scopePrev: Interruptible?
-  func interrupt(_ error: TinyAsyncError) { fatalError("abstract") }
+/// Something a ``withTimeout(_:_:)`` scope can interrupt while it waits: a
+/// ``LoopWait``, whatever its `Success` and `Failure`. The scope's list is
+/// intrusive, linked through these two properties of each waiter, so
+/// waiting allocates no node. Loop thread only.
+protocol Interruptible: AnyObject {
+  /// The next waiter in the scope's list (held).
+  var scopeNext: (any Interruptible)? { get set }
+  /// The one before it (not held: the list holds it through `scopeNext`).
+  var scopePrev: (any Interruptible)? { get set }
+  /// Ends the wait with `error` and unlinks it from its scope.
+  func interrupt(_ error: TinyAsyncError)
 }
 
 /// Runs `body`, interrupting it once `timeout` has passed (asyncio's
