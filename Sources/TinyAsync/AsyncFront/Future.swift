@@ -167,22 +167,6 @@ public final class Future<Value> {
   /// `true` once completed with an error or a cancellation.
   var hasFailed: Bool { state == .failed }
 
-  /// The outcome, once done; marks it retrieved. (Makes a
-  /// `Result<Value, _>`: off the hot paths.)
-  func takeResult() -> Result<Value, any Error>? {
-    if state == .pending { return nil }
-    return Result { try takeValue() }
-  }
-
-  /// The outcome, without marking it retrieved.
-  var peekResult: Result<Value, any Error>? {
-    switch state {
-    case .pending: nil
-    case .succeeded: .success(valueSlot!.pointee)
-    case .failed: .failure(error!)
-    }
-  }
-
   /// The C future a fiber parks on; completed together with this one.
   func cFutureForFiber() -> UnsafeMutablePointer<cloop_future> {
     if let cFuture { return cFuture }

@@ -1,19 +1,10 @@
-/// What a ``FutureWait`` needs of its future, whatever its `Value` (a
-/// generic class would cost a metadata lookup per wait; see `Future.state`).
-protocol FutureWaiters: AnyObject {
-  func addWaiter(_ wait: FutureWait)
-  func removeWaiter(_ wait: FutureWait)
-}
-
-extension Future: FutureWaiters {}
-
 /// A task waiting for a future to complete: it finishes with success once
 /// the future has an outcome (which the task then reads from the future),
 /// or fails when the wait is interrupted.
 final class FutureWait: LoopWait<Void, any Error>, @unchecked Sendable {
-  unowned(unsafe) let future: any FutureWaiters
+  unowned(unsafe) let future: any AnyFuture
 
-  init(future: any FutureWaiters, loop: EventLoop) {
+  init(future: any AnyFuture, loop: EventLoop) {
     self.future = future
     super.init(loop: loop)
   }

@@ -21,24 +21,9 @@ public nonisolated(nonsending) func gather<each Value>(
   _ tasks: repeat TaskHandle<each Value>
 ) async throws -> (repeat each Value) {
   let loop = EventLoop.running(for: "gather")
-  let state = GatherState(loop: loop)
-  for task in repeat each tasks {
-    state.watch(task.state.future, cancel: task.state)
-  }
-  try await state.run()
-  // Every task is done: collect in argument order.
-  var position = 0
-  var failure: (any Error)?
-  for task in repeat each tasks {
-    if let error = task.state.future.takeError(),
-      failure == nil, !state.wasCancelledByGather(position)
-    {
-      failure = error
-    }
-    position += 1
-  }
-  if let failure { throw failure }
-  if let interruption = state.interruption { throw interruption }
+  var members: [GatherCore.Member] = []
+  for task in repeat each tasks { members.append(GatherCore.Member(future: task.state.future, work: task.state)) }
+  try await GatherState(loop: loop, members).run()
   return (repeat try (each tasks).state.future.takeValue())
 }
 
@@ -56,22 +41,7 @@ public nonisolated(nonsending) func gather<each Value>(
 /// ```
 public nonisolated(nonsending) func gather<Value>(_ tasks: [TaskHandle<Value>]) async throws -> [Value] {
   let loop = EventLoop.running(for: "gather")
-  let state = GatherState(loop: loop)
-  for task in tasks {
-    state.watch(task.state.future, cancel: task.state)
-  }
-  try await state.run()
-  // Every task is done; each result is taken (so marked retrieved), and
-  // the first failure by position wins.
-  var failure: (any Error)?
-  for (position, task) in tasks.enumerated() {
-    if let error = task.state.future.takeError(),
-      failure == nil, !state.wasCancelledByGather(position)
-    {
-      failure = error
-    }
-  }
-  if let failure { throw failure }
-  if let interruption = state.interruption { throw interruption }
+  let members = tasks.map { GatherCore.Member(future: $0.state.future, work: $0.state) }
+  try await GatherState(loop: loop, members).run()
   return try tasks.map { try $0.state.future.takeValue() }
 }

@@ -1,67 +1,42 @@
-/// gather's bookkeeping: which tasks are done, and the one continuation.
+/// gather's waits in a task, over a ``GatherCore``: phase one parks in a
+/// ``GatherWait`` (interruptible: cancellation, timeouts), phase two on a
+/// plain continuation that nothing but the members' completions resumes.
 final class GatherState {
   let loop: EventLoop
-  private var pending = 0
-  private var count = 0
-  private var nodes: [SpawnedNode] = []
-  private var cancelledByGather: [Bool] = []
-  private var done: [Bool] = []
-  private var failed = false
-  /// Why gather stopped waiting early (cancelled, timed out), if it did.
-  private(set) var interruption: TinyAsyncError?
+  private let core: GatherCore
   private var phaseOne: GatherWait?
   private var allDone: UnsafeContinuation<Void, Never>?
 
-  init(loop: EventLoop) {
+  init(loop: EventLoop, _ members: [GatherCore.Member]) {
     self.loop = loop
+    core = GatherCore(members)
   }
 
-  func watch<V>(_ future: Future<V>, cancel node: SpawnedNode) {
-    let position = count
-    count += 1
-    nodes.append(node)
-    cancelledByGather.append(false)
-    done.append(false)
-    if future.isDone {
-      done[position] = true
-      if future.hasFailed { failed = true }
-      return
-    }
-    pending += 1
-    future.whenComplete { [self] ok in
-      done[position] = true
-      pending -= 1
-      if !ok && !failed && !cancelledByGather[position] {
-        failed = true
-        phaseOne?.finish(.success(()))
-      }
-      if pending == 0 {
-        phaseOne?.finish(.success(()))
-        allDone.take()?.resume()
-      }
-    }
-  }
-
-  func wasCancelledByGather(_ position: Int) -> Bool {
-    cancelledByGather[position]
-  }
-
+  /// Waits until every member is done (cancelling the rest after a
+  /// failure or an interruption), then throws as ``GatherCore/collect()``
+  /// does.
   nonisolated(nonsending) func run() async throws {
-    if pending > 0 && !failed {
+    core.onChange = { [self] in
+      if core.isSettled { phaseOne?.finish(.success(())) }
+      if core.pending == 0 { allDone.take()?.resume() }
+    }
+    defer { core.onChange = nil }  // (the cycle through the closure ends)
+    if !core.isSettled {
       let wait = GatherWait(loop: loop)
       phaseOne = wait
       let result = await wait.wait()
       phaseOne = nil
-      if case .failure(let error) = result { interruption = error }
+      if case .failure(let error) = result { core.interruption = error }
     }
-    guard pending > 0 else { return }
-    // A failure or an interruption: cancel the rest, and wait for them
-    // without being interruptible (no task may be left running).
-    for (position, node) in nodes.enumerated() where !done[position] {
-      cancelledByGather[position] = true
-      node.cancel()
+    if core.pending > 0 {
+      // A failure or an interruption: cancel the rest, and wait for them
+      // without being interruptible (no task may be left running).
+      core.cancelTheRest()
+      await withUnsafeContinuation { continuation in
+        if core.pending == 0 { continuation.resume() } else { allDone = continuation }
+      }
     }
-    await withUnsafeContinuation { allDone = $0 }
+    try core.collect()
   }
 }
 

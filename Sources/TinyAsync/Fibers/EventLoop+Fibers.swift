@@ -95,7 +95,7 @@ extension EventLoop {
       if rc < 0 { throw TinyAsyncError(code: rc) }
     }
     try finishSpawned()
-    return try main.state.future.takeResult()!.get()
+    return try main.state.future.takeValue()
   }
 
   /// asyncio's `run` for fibers: makes a loop on this thread with

@@ -24,80 +24,67 @@ internal import CLoop
 public func gather<each Value>(
   _ fibers: repeat FiberHandle<each Value>
 ) throws -> (repeat each Value) {
+  var members: [GatherCore.Member] = []
   var nodes: [FiberNode] = []
-  for fiber in repeat each fibers { nodes.append(fiber.state) }
-  let state = FiberGather(nodes)
-  try state.run()
-  var position = 0
-  var failure: (any Error)?
   for fiber in repeat each fibers {
-    if case .failure(let error)? = fiber.state.future.takeResult(),
-      failure == nil, !state.cancelledByGather[position]
-    {
-      failure = error
-    }
-    position += 1
+    members.append(GatherCore.Member(future: fiber.state.future, work: fiber.state))
+    nodes.append(fiber.state)
   }
-  if let failure { throw failure }
-  if let interruption = state.interruption { throw interruption }
-  return (repeat try (each fibers).state.future.takeResult()!.get())
+  try FiberGather(members, nodes).run()
+  return (repeat try (each fibers).state.future.takeValue())
 }
 
-/// The fiber gather's waits. Phase one parks on `trigger`, a C future the
-/// fibers' completions fill once all are done or one has failed; phase two
-/// cancels the rest and waits for their C tasks with `cloop_gather`, which
-/// keeps waiting (cancelling them again) if this fiber is interrupted.
+/// gather's waits in a fiber, over a ``GatherCore``. Phase one parks on
+/// `trigger`, a C future that the members' completions fill once the core
+/// is settled; phase two cancels the rest and waits for their C tasks with
+/// `cloop_gather`, which keeps waiting (cancelling them again) if this
+/// fiber is interrupted.
 private final class FiberGather {
+  let core: GatherCore
+  /// The members' fibers, in the same order.
   let nodes: [FiberNode]
-  var cancelledByGather: [Bool]
-  private(set) var interruption: TinyAsyncError?
 
-  init(_ nodes: [FiberNode]) {
+  init(_ members: [GatherCore.Member], _ nodes: [FiberNode]) {
+    core = GatherCore(members)
     self.nodes = nodes
-    cancelledByGather = Array(repeating: false, count: nodes.count)
   }
 
-  func run() throws(TinyAsyncError) {
-    guard let first = nodes.first else { return }
-    let loop = first.loop
-    loop.checkThread("gather")
-    var pending = nodes.filter { !$0.isDone }.count
-    guard pending > 0 else { return }
-    requireFiber("gather")
-    if !nodes.contains(where: { $0.isDone && $0.hasFailed }) {
-      // Heap, not this stack: the loop completes it.
-      let trigger = UnsafeMutablePointer<cloop_future>.allocate(capacity: 1)
-      trigger.initialize(to: cloop_future())
-      cloop_future_init(trigger, loop.cLoop)
-      // Every observer has run before this function returns (phase two
-      // waits for all the fibers), so none touches `trigger` after it goes.
-      defer { trigger.deallocate() }
-      for node in nodes where !node.isDone {
-        node.whenDone { ok in
-          pending -= 1
-          if !ok || pending == 0 { _ = cloop_future_set_result(trigger, 0) }
-        }
-      }
-      let rc = fiberSuspend("gather") { cloop_await(trigger, nil) }
-      if rc < 0 { interruption = TinyAsyncError(code: rc) }
-      if pending > 0 { try cancelAndWait() }
-    } else {
-      try cancelAndWait()
+  /// Waits until every member is done, then throws as
+  /// ``GatherCore/collect()`` does. A gather of finished fibers answers
+  /// anywhere; one that must wait only in a fiber.
+  func run() throws {
+    if core.pending > 0 {
+      let loop = nodes[0].loop
+      loop.checkThread("gather")
+      requireFiber("gather")
+      if !core.isSettled { waitUntilSettled(loop) }
+      if core.pending > 0 { cancelAndWait() }
     }
+    try core.collect()
   }
 
-  private func cancelAndWait() throws(TinyAsyncError) {
-    var futures: [UnsafeMutablePointer<cloop_future>?] = []
-    for (position, node) in nodes.enumerated() where !node.isDone {
-      cancelledByGather[position] = true
-      node.cancel()
-      futures.append(node.cTaskFuture)
+  private func waitUntilSettled(_ loop: EventLoop) {
+    // Heap, not this stack: the loop completes it.
+    let trigger = Pinned(cloop_future())
+    cloop_future_init(trigger.pointer, loop.cLoop)
+    // The members' completions fill it until the wait is over; later ones
+    // (in phase two) find no `onChange`.
+    let fill = trigger.pointer
+    core.onChange = { [core] in
+      if core.isSettled && cloop_future_done(fill) == 0 { _ = cloop_future_set_result(fill, 0) }
     }
+    let rc = fiberSuspend("gather") { cloop_await(trigger.pointer, nil) }
+    core.onChange = nil
+    if rc < 0 { core.interruption = TinyAsyncError(code: rc) }
+  }
+
+  private func cancelAndWait() {
+    let futures: [UnsafeMutablePointer<cloop_future>?] = core.cancelTheRest().map { nodes[$0].cTaskFuture }
     let rc = futures.withUnsafeBufferPointer { buffer in
       fiberSuspend("gather") { cloop_gather(buffer.baseAddress, buffer.count, nil) }
     }
     // The C tasks return 0; only an interruption of this fiber shows.
-    if rc < 0, interruption == nil { interruption = TinyAsyncError(code: rc) }
+    if rc < 0, core.interruption == nil { core.interruption = TinyAsyncError(code: rc) }
   }
 }
 
@@ -117,22 +104,8 @@ public func gather<each Value>(
   _ fibers: repeat FiberHandle<each Value>
 ) async throws -> (repeat each Value) {
   let loop = EventLoop.running(for: "gather")
-  let state = GatherState(loop: loop)
-  for fiber in repeat each fibers {
-    state.watch(fiber.state.future, cancel: fiber.state)
-  }
-  try await state.run()
-  var position = 0
-  var failure: (any Error)?
-  for fiber in repeat each fibers {
-    if case .failure(let error)? = fiber.state.future.takeResult(),
-      failure == nil, !state.wasCancelledByGather(position)
-    {
-      failure = error
-    }
-    position += 1
-  }
-  if let failure { throw failure }
-  if let interruption = state.interruption { throw interruption }
-  return (repeat try (each fibers).state.future.takeResult()!.get())
+  var members: [GatherCore.Member] = []
+  for fiber in repeat each fibers { members.append(GatherCore.Member(future: fiber.state.future, work: fiber.state)) }
+  try await GatherState(loop: loop, members).run()
+  return (repeat try (each fibers).state.future.takeValue())
 }

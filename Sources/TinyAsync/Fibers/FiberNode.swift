@@ -8,6 +8,13 @@ internal import CLoop
 /// holds one on the C task (its future serves `gather`) until it goes. It
 /// keeps its loop alive through its future, so the C task is released
 /// before the loop is freed.
+///
+/// A class with one subclass, ``FiberState``, rather than a protocol: the
+/// C task's entry (`fiberEntry`) takes this object back from a `void *`,
+/// which needs one concrete class (a protocol would cost a dynamic cast
+/// per fiber), and the loop's list links it as a ``SpawnedNode``. The
+/// subclass adds what needs the body's `Value`: the body, the ``Future``,
+/// and ``run()``.
 class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
   let loop: EventLoop
   /// Set once, right after the C task is spawned.
@@ -36,12 +43,9 @@ class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
   /// after the Swift result is in).
   final var cTaskFuture: UnsafeMutablePointer<cloop_future> { cloop_task_future(cTask!) }
 
-  /// Runs the body on the fiber's stack (abstract).
-  func run() { fatalError("abstract") }
-  /// Runs `observer(succeeded)` when the result is in (abstract).
-  func whenDone(_ observer: @escaping (Bool) -> Void) { fatalError("abstract") }
-  var isDone: Bool { fatalError("abstract") }
-  var hasFailed: Bool { fatalError("abstract") }
+  /// Runs the body on the fiber's stack: ``FiberState``'s, the one
+  /// subclass, which knows the body's `Value`.
+  func run() { misuse("internal error: a FiberNode that is not a FiberState was spawned") }
 
   /// Requests cancellation: the suspension the fiber is parked in (or its
   /// next one) throws ``TinyAsyncError/cancelled``; a fiber that has not

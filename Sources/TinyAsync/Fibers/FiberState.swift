@@ -40,15 +40,4 @@ final class FiberState<Value>: FiberNode, @unchecked Sendable {
     loop.unlinkSpawned(self)
     cloop_unref(loop.cLoop)
   }
-
-  override func whenDone(_ observer: @escaping (Bool) -> Void) {
-    future.whenComplete(observer)
-  }
-
-  override var isDone: Bool { future.isDone }
-
-  override var hasFailed: Bool {
-    if case .failure? = future.peekResult { return true }
-    return false
-  }
 }
