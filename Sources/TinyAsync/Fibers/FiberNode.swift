@@ -27,6 +27,7 @@ class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
   final var finished = false
   final var cancelRequested = false
 
+  @inline(__always)  // into FiberState's (otherwise two calls more per spawn)
   init(loop: EventLoop, name: String?, number: Int) {
     self.loop = loop
     givenName = name

@@ -4,6 +4,7 @@ final class FiberState<Value>: FiberNode, @unchecked Sendable {
   let future: Future<Value>
   private var body: (() throws -> Value)?
 
+  @inline(__always)  // into spawnFiber (otherwise a call more per spawn)
   init(loop: EventLoop, name: String?, number: Int, body: @escaping () throws -> Value) {
     future = Future(on: loop)
     self.body = body
