@@ -1,12 +1,30 @@
 import Glibc
 import Testing
-import TinyAsync
+@testable import TinyAsync
 
-/// A loop on `backend`; a backend that cannot run here cancels the test
-/// (case) with the reason instead of passing silently.
-func makeLoop(_ backend: EventLoop.Backend) throws -> EventLoop {
+/// The clock a test's loop runs on.
+enum TestClock {
+  /// The system's monotonic clock: for tests where other threads or the
+  /// network take part, whose timing the loop cannot know.
+  case real
+  /// A manual clock at ``manualClockStart`` (`EventLoop(manualClockAt:)`):
+  /// it stands still while anything is ready and jumps to the next timer
+  /// when the loop would wait for it. Timers then fire exactly on time and
+  /// no test sleeps: for single-threaded timer and timeout tests.
+  case manual
+}
+
+/// Where a manual clock starts: far from zero, as the real one is.
+let manualClockStart = Duration.seconds(1_000_000)
+
+/// A loop on `backend` and `clock`; a backend that cannot run here cancels
+/// the test (case) with the reason instead of passing silently.
+func makeLoop(_ backend: EventLoop.Backend, clock: TestClock = .real) throws -> EventLoop {
   do {
-    return try EventLoop(backend: backend)
+    switch clock {
+    case .real: return try EventLoop(backend: backend)
+    case .manual: return try EventLoop(backend: backend, manualClockAt: manualClockStart)
+    }
   } catch {
     if error == .backendUnavailable {
       // The console reporter shows a cancelled case as passed: say SKIP aloud.

@@ -369,17 +369,17 @@ struct SyncTests {
 
   // MARK: Fibers
 
-  @Test(arguments: backends)
-  func fiberForms(_ backend: EventLoop.Backend) throws {
+  @Test(arguments: backends, FiberTests.stacks)
+  func fiberForms(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend)
-    let log = try loop.runFiber { () throws -> [String] in
+    let log = try loop.runFiber(on: stack) { () throws -> [String] in
       let log = Log<String>()
       let event = Event()
       let lock = Lock()
       let semaphore = Semaphore(value: 1)
       let queue = Queue<Int>(capacity: 2)
       let fibers = (0..<3).map { i in
-        loop.spawnFiber {
+        loop.spawnFiber(stack: stack) {
           try event.wait()
           try lock.withLock {
             log.append("lock \(i)")
@@ -407,23 +407,25 @@ struct SyncTests {
     #expect(log == ["lock 0", "permit 0", "lock 1", "permit 1", "lock 2", "permit 2", "got [0, 1, 2]"])
   }
 
-  @Test(arguments: backends)
-  func fiberWaitsAreCancelledAndTimedOut(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
-    try loop.runFiber {
+  @Test(arguments: backends, FiberTests.stacks)
+  func fiberWaitsAreCancelledAndTimedOut(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
+    let loop = try makeLoop(backend, clock: .manual)
+    try loop.runFiber(on: stack) {
       let lock = Lock()
       let queue = Queue<Int>(capacity: 1)
       try lock.acquire()
-      let waiter = loop.spawnFiber { try lock.acquire() }
-      let getter = loop.spawnFiber { try queue.get() }
-      let next = loop.spawnFiber { try queue.get() }
+      let waiter = loop.spawnFiber(stack: stack) { try lock.acquire() }
+      let getter = loop.spawnFiber(stack: stack) { try queue.get() }
+      let next = loop.spawnFiber(stack: stack) { try queue.get() }
       try settleFiber()
       waiter.cancel()
       getter.cancel()
       #expect(throws: TinyAsyncError.cancelled) { try waiter.get() }
       #expect(throws: TinyAsyncError.cancelled) { try getter.get() }
-      let timed = loop.spawnFiber { try withTimeout(.milliseconds(2)) { try lock.acquire() } }
+      let start = loop.now
+      let timed = loop.spawnFiber(stack: stack) { try withTimeout(.milliseconds(2)) { try lock.acquire() } }
       #expect(throws: TinyAsyncError.timedOut) { try timed.get() }
+      #expect(loop.now - start == .milliseconds(2))
       lock.release()
       #expect(!lock.isLocked)  // nobody left waiting
       #expect(queue.tryPut(5))  // to `next`, not the cancelled getter
@@ -437,12 +439,12 @@ struct SyncTests {
     }
   }
 
-  @Test(arguments: backends)
-  func fiberProducerAndConsumer(_ backend: EventLoop.Backend) throws {
+  @Test(arguments: backends, FiberTests.stacks)
+  func fiberProducerAndConsumer(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend)
-    let received = try loop.runFiber { () throws -> [Int] in
+    let received = try loop.runFiber(on: stack) { () throws -> [Int] in
       let queue = Queue<Int>(capacity: 3)
-      let producer = loop.spawnFiber {
+      let producer = loop.spawnFiber(stack: stack) {
         for i in 0..<500 { try queue.put(i) }
       }
       var received: [Int] = []
@@ -451,6 +453,58 @@ struct SyncTests {
       return received
     }
     #expect(received == Array(0..<500))
+  }
+
+  @Test(arguments: backends, FiberTests.stacks)
+  func locksAndQueuesHandOffBetweenFibers(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
+    let loop = try makeLoop(backend, clock: .manual)
+    let (log, received) = try loop.runFiber(on: stack) { () throws -> ([String], [Int]) in
+      let log = Log<String>()
+      let event = Event()
+      let lock = Lock()
+      let semaphore = Semaphore(value: 2)
+      let workers = (0..<4).map { i in
+        loop.spawnFiber(stack: stack) {
+          try event.wait()
+          try lock.withLock {
+            log.append("in \(i)")
+            try sleep(for: .milliseconds(1))  // the others queue behind
+            log.append("out \(i)")
+          }
+          try semaphore.acquire()
+          defer { semaphore.release() }
+          try sleep(for: .zero)
+        }
+      }
+      try sleep(for: .zero)
+      #expect(log.entries.isEmpty)
+      event.set()
+      for w in workers { try w.get() }
+
+      // A queue of capacity 1 between a producer and consumers: every put
+      // and get parks and is handed over.
+      let queue = Queue<Int>(capacity: 1)
+      let producer = loop.spawnFiber(stack: stack) {
+        for i in 0..<300 { try queue.put(i) }
+        for _ in 0..<3 { try queue.put(-1) }
+      }
+      let consumers = (0..<3).map { _ in
+        loop.spawnFiber(stack: stack) { () throws -> [Int] in
+          var got: [Int] = []
+          while true {
+            let item = try queue.get()
+            if item < 0 { return got }
+            got.append(item)
+            if item % 5 == 0 { try sleep(for: .zero) }
+          }
+        }
+      }
+      try producer.get()
+      let received = try consumers.flatMap { try $0.get() }.sorted()
+      return (log.entries, received)
+    }
+    #expect(log == (0..<4).flatMap { ["in \($0)", "out \($0)"] })
+    #expect(received == Array(0..<300))
   }
 
   // MARK: Fibers and async tasks on one primitive

@@ -57,6 +57,57 @@ struct TCPFiberTests {
     }
   }
 
+  /// Server and clients all in fibers on `stack`; on the shared one, the
+  /// small strings written are on the shared stack while they are sent.
+  @Test(arguments: backends, FiberTests.stacks)
+  func echoBetweenFibersOnEitherStack(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
+    let loop = try makeLoop(backend)
+    try loop.runFiber(on: stack) {
+      let listener = try TCPListener(host: "127.0.0.1", port: 0)
+      // The server: an accepting fiber and one echo fiber per connection.
+      loop.spawnFiber(name: "accept", stack: stack) {
+        while true {
+          let connection: TCPConnection
+          do {
+            connection = try listener.accept()
+          } catch TinyAsyncError.closed {
+            return
+          }
+          loop.spawnFiber(name: "echo", stack: stack) {
+            defer { connection.close() }
+            var buffer: [UInt8] = []
+            while true {
+              buffer.removeAll(keepingCapacity: true)
+              if try connection.read(into: &buffer, max: 4096) == 0 { return }
+              try connection.write(buffer)
+            }
+          }
+        }
+      }
+      let big = [UInt8]((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+      let clients = (0..<4).map { c in
+        loop.spawnFiber(stack: stack) { () throws -> Int in
+          let connection = try TCPConnection.connect(host: "127.0.0.1", port: listener.port)
+          defer { connection.close() }
+          for i in 0..<50 {
+            let line = "c\(c) \(i)\n"
+            try connection.write(line)
+            #expect(try connection.read(until: UInt8(ascii: "\n")) == bytes(line))
+          }
+          try connection.write(big)
+          var echoed: [UInt8] = []
+          while echoed.count < big.count {
+            #expect(try connection.read(into: &echoed, max: 10_000) > 0)
+          }
+          #expect(echoed == big)
+          return c
+        }
+      }
+      #expect(try clients.map { try $0.get() } == [0, 1, 2, 3])
+      listener.close()
+    }
+  }
+
   @Test(arguments: backends)
   func aFiberServerAndAsyncClientsShareALoop(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
