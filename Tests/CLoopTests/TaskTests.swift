@@ -4,10 +4,14 @@ import Testing
 
 /// What a task body reads and writes; passed to C as the task's argument.
 final class TaskProbe {
+  let loop: OpaquePointer
   var sleptNs: Int64
   var json = ""
   var finishedAt: UInt64 = 0
-  init(sleptNs: Int64) { self.sleptNs = sleptNs }
+  init(loop: OpaquePointer, sleptNs: Int64) {
+    self.loop = loop
+    self.sleptNs = sleptNs
+  }
 }
 
 private struct Payload: Codable { var name: String; var values: [Int] }
@@ -22,11 +26,7 @@ private let swiftTaskBody: cloop_task_fn = { arg in
   let payload = Payload(name: "task", values: Array(0..<100))
   let data = (try? JSONEncoder().encode(payload)) ?? Data()
   probe.json = String(decoding: data, as: UTF8.self)
-  // The clock, not the loop's cached time (cloop_now): on a loaded machine
-  // two timers can come due in one iteration, and then share that time.
-  var now = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &now)
-  probe.finishedAt = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+  probe.finishedAt = cloop_now(probe.loop)  // a manual clock: exact
   return Int(probe.sleptNs / 1_000_000)
 }
 
@@ -35,15 +35,14 @@ struct TaskTests {
   @Test("Swift bodies on coroutine stacks: sleep, JSON, a result per task",
         arguments: [CLOOP_SWITCH_ASM, CLOOP_SWITCH_FAST, CLOOP_SWITCH_UCONTEXT])
   func swiftBodiesRunOnCoroutineStacks(mode: cloop_switch) throws {
-    var options = cloop_options()
-    cloop_options_init(&options)
-    options.switch_mode = mode
-    var rawLoop: OpaquePointer?
-    try #require(cloop_loop_new(&rawLoop, &options) == 0)
-    let loop = try #require(rawLoop)
+    let loop = try makeLoop { $0.switch_mode = mode }
     #expect(cloop_loop_switch(loop) == mode)
+    // A manual clock (cloop_debug_manual_clock): each sleep ends exactly at
+    // its deadline, in an iteration of its own, and the test does not wait.
+    let start: UInt64 = 1_000_000_000_000
+    cloop_debug_manual_clock(loop, start)
 
-    let probes = [30, 10, 20].map { TaskProbe(sleptNs: Int64($0) * 1_000_000) }
+    let probes = [30, 10, 20].map { TaskProbe(loop: loop, sleptNs: Int64($0) * 1_000_000) }
     var tasks: [OpaquePointer?] = Array(repeating: nil, count: probes.count)
     for (i, probe) in probes.enumerated() {
       let arg = Unmanaged.passUnretained(probe).toOpaque()
@@ -58,8 +57,7 @@ struct TaskTests {
       #expect(future.pointee.value == Int(probes[i].sleptNs / 1_000_000))
       #expect(probes[i].json.contains("\"values\":[0,1,2"))
     }
-    #expect(probes[1].finishedAt < probes[2].finishedAt)
-    #expect(probes[2].finishedAt < probes[0].finishedAt)
+    for probe in probes { #expect(probe.finishedAt == start + UInt64(probe.sleptNs)) }
     for task in tasks { cloop_task_release(task) }
     #expect(cloop_loop_free(loop) == 0)
   }
