@@ -50,7 +50,7 @@ struct AsyncFrontTests {
 
   @Test(arguments: backends)
   func runUntilCompleteReturnsTheValueOnTheLoopThread(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let me = pthread_self()
     let value = try loop.runUntilComplete {
       #expect(pthread_equal(pthread_self(), me) != 0)
@@ -65,7 +65,7 @@ struct AsyncFrontTests {
   @Test(arguments: backends)
   func runUntilCompleteRethrows(_ backend: EventLoop.Backend) throws {
     struct Boom: Error {}
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     #expect(throws: Boom.self) {
       try loop.runUntilComplete { () async throws -> Int in
         try await sleep(for: .zero)
@@ -76,16 +76,20 @@ struct AsyncFrontTests {
 
   @Test(arguments: backends)
   func sleepersWakeInDeadlineOrder(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let order = try loop.runUntilComplete { () async throws -> [Int] in
       var order: [Int] = []
+      let start = loop.now
       let a = loop.spawn { try await sleep(for: .milliseconds(30)); return 3 }
       let b = loop.spawn { try await sleep(for: .milliseconds(10)); return 1 }
       let c = loop.spawn { try await sleep(for: .milliseconds(20)); return 2 }
       // Each finishes in its own time; awaiting in any order works.
       order.append(try await b.value)
+      #expect(loop.now - start == .milliseconds(10))
       order.append(try await c.value)
+      #expect(loop.now - start == .milliseconds(20))
       order.append(try await a.value)
+      #expect(loop.now - start == .milliseconds(30))
       return order
     }
     #expect(order == [1, 2, 3])
@@ -93,7 +97,7 @@ struct AsyncFrontTests {
 
   @Test(arguments: backends)
   func futureValueFromACallback(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let v = try loop.runUntilComplete {
       let f = Future<String>()
       loop.callSoon { f.succeed("hi") }
@@ -106,7 +110,8 @@ struct AsyncFrontTests {
 
   @Test(arguments: backends)
   func gatherKeepsArgumentOrder(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
+    let start = loop.now
     let (x, y, z) = try loop.runUntilComplete {
       let a = loop.spawn { try await sleep(for: .milliseconds(30)); return 1 }
       let b = loop.spawn { try await sleep(for: .milliseconds(10)); return "two" }
@@ -114,11 +119,13 @@ struct AsyncFrontTests {
       return try await gather(a, b, c)
     }
     #expect(x == 1 && y == "two" && z == 3.0)
+    #expect(loop.now - start == .milliseconds(30))  // together, as long as the longest
   }
 
   @Test(arguments: backends)
   func timeoutInterruptsASleep(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
+    let start = loop.now
     let caught = try loop.runUntilComplete { () async throws -> Bool in
       do {
         try await withTimeout(.milliseconds(10)) { try await sleep(for: .seconds(10)) }
@@ -128,11 +135,12 @@ struct AsyncFrontTests {
       }
     }
     #expect(caught)
+    #expect(loop.now - start == .milliseconds(10))
   }
 
   @Test(arguments: backends)
   func cancelStopsASpawnedTask(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let error = try loop.runUntilComplete { () async throws -> TinyAsyncError? in
       let t = loop.spawn(name: "sleeper") { try await sleep(for: .seconds(10)) }
       try await sleep(for: .milliseconds(1))
@@ -165,7 +173,7 @@ actor LoopCounter {
 extension AsyncFrontTests {
   @Test(arguments: backends)
   func anActorOnTheLoopRunsOnItsThread(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let me = pthread_self()
     let n = try loop.runUntilComplete {
       let counter = LoopCounter(loop: loop)

@@ -12,7 +12,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func aFutureCompletesOnceAndWakesItsWaitersInOrder(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let log = try loop.runUntilComplete { () async throws -> [String] in
       var log: [String] = []
       let f = Future<Int>()
@@ -38,7 +38,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func aFailedOrCancelledFutureThrows(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       let failed = Future<Int>()
       loop.callLater(.milliseconds(1)) { failed.fail(Oops(n: 3)) }
@@ -52,7 +52,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func cancellingTheWaiterLeavesTheFutureAlone(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       let f = Future<Int>()
       let waiter = loop.spawn { try await f.value }
@@ -67,7 +67,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func aTimeoutOnAFutureThrowsTimedOutAndInnerScopesNest(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let (outer, inner) = try loop.runUntilComplete { () async throws -> (Bool, Bool) in
       let never = Future<Int>()
       var innerFired = false
@@ -77,6 +77,7 @@ struct AsyncOperationTests {
       } catch TinyAsyncError.timedOut {
         innerFired = true
       }
+      let start = loop.now
       // The outer scope's deadline applies inside a longer inner one.
       do {
         try await withTimeout(.milliseconds(5)) {
@@ -85,6 +86,7 @@ struct AsyncOperationTests {
       } catch TinyAsyncError.timedOut {
         outerFired = true
       }
+      #expect(loop.now - start == .milliseconds(5))
       // A body that finishes in time returns its value.
       let v = try await withTimeout(.seconds(10)) { () async throws -> Int in
         try await sleep(for: .milliseconds(1))
@@ -98,7 +100,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func aTimeoutCoversChildTasksButNotSpawnedOnes(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       let spawned = try await withTimeout(.milliseconds(5)) { () async throws -> TaskHandle<Int> in
         let t = loop.spawn { try await sleep(for: .milliseconds(20)); return 9 }
@@ -195,7 +197,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func swiftTaskCancellationCancelsTheLoopWait(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       // A Swift child task, cancelled by its group.
       try await withThrowingTaskGroup(of: Void.self) { group in
@@ -217,7 +219,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func gatherThrowsTheFirstFailureByPositionAfterCancellingTheRest(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       var finished: [String] = []
       let slow = loop.spawn { () async throws -> Int in
@@ -226,8 +228,8 @@ struct AsyncOperationTests {
         return 1
       }
       let lateFailure = loop.spawn { () async throws -> Int in
-        // Seconds, not milliseconds: on a loaded machine two timers a few
-        // ms apart can come due in one iteration, and both would fail.
+        // Seconds, not milliseconds, after the 1 ms failure: on the real
+        // clock, two timers a few ms apart can come due in one iteration.
         try await sleep(for: .seconds(5))
         throw Oops(n: 1)
       }
@@ -245,7 +247,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func gatherOfAnArrayKeepsItsOrderAndThrowsTheFirstFailureByPosition(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       // Finishing in reverse order, one already done before gather looks.
       let tasks = (0..<5).map { i in
@@ -290,7 +292,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func gatherOfFinishedTasksAndTheTaskHandleAPI(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     try loop.runUntilComplete {
       let a = loop.spawn(name: "a") { 1 }
       let b = loop.spawn { "b" }
@@ -307,7 +309,7 @@ struct AsyncOperationTests {
 
   @Test(arguments: backends)
   func runUntilCompleteFinishesWhatTheMainTaskLeftRunning(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)
     let log = SharedLog<String>()
     let leftover = try loop.runUntilComplete { () async -> LoopThreadBox<TaskHandle<Void>> in
       LoopThreadBox(loop.spawn {

@@ -19,7 +19,7 @@ struct EventLoopTests {
   }
 
   @Test func callLaterFiresInDeadlineOrderAfterItsDelay() throws {
-    let loop = try EventLoop()
+    let loop = try makeLoop(.automatic, clock: .manual)
     let start = loop.now
     var fired: [(Int, Duration)] = []
     for (id, ms) in [(0, 30), (1, 10), (2, 20), (3, 10)] {
@@ -28,15 +28,15 @@ struct EventLoopTests {
     #expect(loop.pendingTimerCount == 4)
     try loop.run()
     #expect(fired.map(\.0) == [1, 3, 2, 0])
-    #expect(fired.allSatisfy { id, elapsed in
-      elapsed >= .milliseconds([30, 10, 20, 10][id])
+    #expect(fired.allSatisfy { id, elapsed in  // each exactly at its deadline
+      elapsed == .milliseconds([30, 10, 20, 10][id])
     })
-    #expect(loop.now - start < .seconds(1))
+    #expect(loop.now - start == .milliseconds(30))
     #expect(loop.pendingTimerCount == 0)
   }
 
   @Test func cancelledTimerNeverRunsAndIsReleased() throws {
-    let loop = try EventLoop()
+    let loop = try makeLoop(.automatic, clock: .manual)
     weak var weakToken: Token?
     var ran: [String] = []
     let handle: TimerHandle
@@ -61,7 +61,7 @@ struct EventLoopTests {
   }
 
   @Test func closuresAreReleasedAfterTheyRun() throws {
-    let loop = try EventLoop()
+    let loop = try makeLoop(.automatic, clock: .manual)
     weak var soonToken: Token?
     weak var timerToken: Token?
     var runs = 0
@@ -126,16 +126,40 @@ struct EventLoopTests {
   }
 
   @Test func runOnceWithATimeoutWaitsForTheNextTimer() throws {
-    let loop = try EventLoop()
+    let loop = try makeLoop(.automatic, clock: .manual)
     var fired = false
     loop.callLater(.milliseconds(20)) { fired = true }
     let start = loop.now
     #expect(try loop.runOnce(timeout: .milliseconds(1)) == true)
     #expect(!fired)
+    #expect(loop.now - start == .milliseconds(1))  // it waited its timeout
     #expect(try loop.runOnce() == false)  // waits as long as needed
     #expect(fired)
-    #expect(loop.now - start >= .milliseconds(20))
+    #expect(loop.now - start == .milliseconds(20))
     #expect(try loop.runOnce(timeout: .seconds(5)) == false)  // empty: returns at once
+    #expect(loop.now - start == .milliseconds(20))
+  }
+
+  @Test func aManualClockMovesOnlyWhenToldOrWhenTheLoopWouldWait() throws {
+    let loop = try makeLoop(.automatic, clock: .manual)
+    let start = loop.now
+    #expect(start == manualClockStart)
+    var fired: [Duration] = []
+    loop.callLater(.milliseconds(10)) { fired.append(loop.now - start) }
+    loop.callLater(.milliseconds(30)) { fired.append(loop.now - start) }
+    // An iteration that may not wait does not move it, nor does work.
+    #expect(try loop.runOnce(timeout: .zero) == true)
+    loop.updateTime()
+    #expect(loop.now == start && fired.isEmpty)
+    // Moved by hand past the first deadline: that timer is due at once.
+    loop.advanceClock(by: .milliseconds(15))
+    #expect(loop.now - start == .milliseconds(15))
+    #expect(try loop.runOnce(timeout: .zero) == true)
+    #expect(fired == [.milliseconds(15)])
+    // Waiting for the second one jumps to its deadline.
+    try loop.run()
+    #expect(fired == [.milliseconds(15), .milliseconds(30)])
+    #expect(loop.now - start == .milliseconds(30))
   }
 
   @Test func nowIsCachedUntilUpdated() throws {

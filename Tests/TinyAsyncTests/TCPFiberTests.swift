@@ -206,7 +206,7 @@ struct TCPFiberTests {
 
   @Test(arguments: backends)
   func cancellingAndTimingOutAFiberRead(_ backend: EventLoop.Backend) throws {
-    let loop = try makeLoop(backend)
+    let loop = try makeLoop(backend, clock: .manual)  // see aTimeoutOnARead...
     try loop.runFiber {
       let listener = try TCPListener(port: 0)
       let client = try TCPConnection.connect(host: "127.0.0.1", port: listener.port)
@@ -218,9 +218,11 @@ struct TCPFiberTests {
       try server.write("after")
       #expect(try client.read() == bytes("after"))
 
+      let start = loop.now
       #expect(throws: TinyAsyncError.timedOut) {
         try withTimeout(.milliseconds(20)) { try client.read() }
       }
+      #expect(loop.now - start == .milliseconds(20))
       try server.write("half")
       #expect(throws: TinyAsyncError.timedOut) {
         try withTimeout(.milliseconds(20)) { try client.read(until: UInt8(ascii: "\n")) }
