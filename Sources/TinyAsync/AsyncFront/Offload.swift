@@ -15,7 +15,8 @@ internal import CLoop
 /// One request to the pool: the C record, and what runs on each side.
 private final class OffloadJob: @unchecked Sendable {
   /// The C request; on the heap, as the pool and the loop point at it.
-  let work: UnsafeMutablePointer<cloop_work>
+  private let record = Pinned(cloop_work())
+  var work: UnsafeMutablePointer<cloop_work> { record.pointer }
   /// Runs on a pool thread (the closure and the result box are Sendable).
   let run: @Sendable () -> Void
   /// Runs on the loop's thread when the result is in; loop thread only,
@@ -24,12 +25,6 @@ private final class OffloadJob: @unchecked Sendable {
 
   init(run: @escaping @Sendable () -> Void) {
     self.run = run
-    work = .allocate(capacity: 1)
-    work.initialize(to: cloop_work())
-  }
-
-  deinit {
-    work.deallocate()
   }
 
   /// Queues the job on the loop's pool; the pool holds one reference until
@@ -154,10 +149,9 @@ public func offload<Value: Sendable>(_ body: @escaping @Sendable () throws -> Va
     do { result.value = try body() } catch { result.error = error }
   }
   // The fiber parks on a C future the job's done completes.
-  let future = UnsafeMutablePointer<cloop_future>.allocate(capacity: 1)
-  future.initialize(to: cloop_future())
+  let record = Pinned(cloop_future())
+  let future = record.pointer
   cloop_future_init(future, loop.cLoop)
-  defer { future.deallocate() }
   job.done = { _ = cloop_future_set_result(future, 0) }
   let rc = job.queue(on: loop)
   if rc < 0 { throw TinyAsyncError(code: rc) }

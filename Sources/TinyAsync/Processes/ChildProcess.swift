@@ -78,11 +78,14 @@ public final class ChildProcess {
   public let stdout: TCPConnection?
   /// Our end of its standard error, when it was `.pipe`.
   public let stderr: TCPConnection?
-  let cProcess: UnsafeMutablePointer<cloop_process>
+  /// The C record, at an address the C core keeps until it is released.
+  private let record: Pinned<cloop_process>
+  var cProcess: UnsafeMutablePointer<cloop_process> { record.pointer }
 
-  init(loop: EventLoop, cProcess: UnsafeMutablePointer<cloop_process>) {
+  init(loop: EventLoop, record: consuming Pinned<cloop_process>) {
+    let cProcess = record.pointer
     self.loop = loop
-    self.cProcess = cProcess
+    self.record = record
     pid = cProcess.pointee.pid
     // The connections own the fds now: the C record lets go of them.
     func take(_ i: Int) -> TCPConnection? {
@@ -99,7 +102,6 @@ public final class ChildProcess {
   deinit {
     // A child still running is reaped by the C core when it exits.
     _ = cloop_process_release(cProcess)
-    cProcess.deallocate()
   }
 
   /// Starts `program` with `arguments`.
@@ -126,8 +128,8 @@ public final class ChildProcess {
   ) throws(TinyAsyncError) -> ChildProcess {
     let loop = loop ?? EventLoop.running(for: "ChildProcess.spawn")
     loop.checkThread("ChildProcess.spawn")
-    let cProcess = UnsafeMutablePointer<cloop_process>.allocate(capacity: 1)
-    cProcess.initialize(to: cloop_process())
+    let record = Pinned(cloop_process())
+    let cProcess = record.pointer
     let rc = withCStrings([program] + arguments) { argv in
       withCStrings(environment.map { $0.map { "\($0.key)=\($0.value)" }.sorted() }) { envp in
         program.withCString { file in
@@ -143,11 +145,8 @@ public final class ChildProcess {
         }
       }
     }
-    if rc < 0 {
-      cProcess.deallocate()
-      throw TinyAsyncError(code: rc)
-    }
-    return ChildProcess(loop: loop, cProcess: cProcess)
+    if rc < 0 { throw TinyAsyncError(code: rc) }
+    return ChildProcess(loop: loop, record: record)
   }
 
   /// How it ended, once it has (and has been reaped); `nil` while it runs.
