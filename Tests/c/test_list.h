@@ -39,6 +39,7 @@ TEST(threadsafe_wrong_thread_aborts)
 /* test_loop.c */
 TEST(loop_run_empty)
 TEST(loop_stop)
+TEST(loop_batch_count)
 TEST(loop_free_busy)
 TEST(loop_backend_epoll)
 

@@ -32,6 +32,56 @@ TEST_IMPL(loop_run_empty) {
   return 0;
 }
 
+/* A handle queued while the batch count is c runs in batch c + 1: what
+   cloop_batch_count promises to a queue kept behind one handle. */
+typedef struct batch_ctx {
+  cloop_loop *loop;
+  cloop_handle first, second, third;
+  cloop_timer timer;
+  uint64_t seen[4];
+} batch_ctx;
+
+static void batch_first(void *arg) {
+  batch_ctx *b = arg;
+  b->seen[0] = cloop_batch_count(b->loop);
+  cloop_call_soon(b->loop, &b->third); /* queued now: runs in the next batch */
+}
+static void batch_second(void *arg) {
+  batch_ctx *b = arg;
+  b->seen[1] = cloop_batch_count(b->loop);
+}
+static void batch_third(void *arg) {
+  batch_ctx *b = arg;
+  b->seen[2] = cloop_batch_count(b->loop);
+}
+static void batch_timer(void *arg) {
+  batch_ctx *b = arg;
+  b->seen[3] = cloop_batch_count(b->loop);
+}
+
+TEST_IMPL(loop_batch_count) {
+  batch_ctx b = {0};
+  ASSERT_EQ(cloop_loop_new(&b.loop, NULL), 0);
+  cloop_debug_manual_clock(b.loop, 1000 * MS);
+  cloop_handle_init(&b.first, batch_first, &b);
+  cloop_handle_init(&b.second, batch_second, &b);
+  cloop_handle_init(&b.third, batch_third, &b);
+  cloop_timer_init(&b.timer, batch_timer, &b);
+  uint64_t c = cloop_batch_count(b.loop);
+  ASSERT_EQ(c, 0);
+  cloop_call_soon(b.loop, &b.first);
+  cloop_call_soon(b.loop, &b.second);
+  ASSERT_EQ(cloop_call_later(b.loop, &b.timer, 0), 0);
+  ASSERT_EQ(cloop_batch_count(b.loop), c); /* queueing begins no batch */
+  ASSERT_EQ(cloop_run(b.loop), 0);
+  ASSERT_EQ(b.seen[0], c + 1); /* both queued at c: batch c + 1 */
+  ASSERT_EQ(b.seen[1], c + 1);
+  ASSERT_EQ(b.seen[2], c + 2); /* queued during batch c + 1 */
+  ASSERT_EQ(b.seen[3], c + 1); /* due timers run after the batch, in it */
+  ASSERT_EQ(cloop_loop_free(b.loop), 0);
+  return 0;
+}
+
 /* `stopper` stops the loop; `spinner` re-queues itself forever and stops
    the loop on its 3rd run. */
 typedef struct stop_ctx {

@@ -158,6 +158,13 @@ int cloop_run_once(cloop_loop *loop, int64_t timeout_ns);
 /* Makes cloop_run return after the current iteration's batch. */
 void cloop_stop(cloop_loop *loop);
 
+/* How many batches the loop has begun running (step 4 of an iteration).
+   A handle queued while the count is c runs in batch c + 1: a queue of its
+   own behind one handle (as the Swift layer keeps its jobs) tells by it
+   whether that handle's batch has begun, and so whether an entry queued
+   now may still run with it or must wait for the next batch. */
+uint64_t cloop_batch_count(const cloop_loop *loop);
+
 /* The loop's cached monotonic time in nanoseconds; timers count from it.
    It is read from the clock at most once per iteration, after the poll,
    when first needed (an iteration that needs no time reads no clock). */

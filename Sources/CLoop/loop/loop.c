@@ -280,6 +280,7 @@ iterate(cloop_loop *loop, int64_t timeout_ns) {
   cloop_link batch;
   list_init(&batch);
   list_splice(&batch, &loop->ready);
+  loop->batches++;
   while (!list_empty(&batch)) {
     cloop_handle *h = list_handle(list_pop(&batch));
 #ifndef CLOOP_NO_RESUME_SHORTCUT
@@ -333,6 +334,11 @@ int cloop_run(cloop_loop *loop) {
 }
 
 cloop_loop *cloop_running_loop(void) { return running_loop; }
+
+uint64_t cloop_batch_count(const cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_batch_count");
+  return loop->batches;
+}
 
 int cloop_loop_is_owner(const cloop_loop *loop) {
   return loop->owner == &cloop__thread_marker;

@@ -143,6 +143,7 @@ struct cloop_loop {
   uint32_t nwatchers;     /* active fd watchers */
   int stopping;
   int running;
+  uint64_t batches;       /* batches begun, see cloop_batch_count */
   void *data;             /* the embedder's, see cloop_loop_set_data */
 
   /* fd watchers, indexed by fd */

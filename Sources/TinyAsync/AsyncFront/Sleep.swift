@@ -32,9 +32,9 @@ public nonisolated(nonsending) func sleep(for duration: Duration) async throws(T
   try await SleepWait(loop: loop, delay: duration.saturatingNanoseconds).wait().get()
 }
 
-/// sleep(for: .zero): the task parks in the loop's job queue and resumes
-/// in the next iteration, after what is already queued, the poll and the
-/// due timers, as with a zero timer. Without the timer (an allocation, a
+/// sleep(for: .zero): the task parks in the loop's ready queue and resumes
+/// in the next iteration at its place there: after what was queued before
+/// it, before what is queued after it (asyncio's `sleep(0)`). Without the timer (an allocation, a
 /// heap push and pop), the wait object and the cancellation handler (two
 /// trips through the task's status lock) a spawn-and-yield costs half.
 /// Nothing interrupts the yield in flight, so the cancellation and the
@@ -43,7 +43,7 @@ public nonisolated(nonsending) func sleep(for duration: Duration) async throws(T
 private nonisolated(nonsending) func yieldToLoop(_ loop: EventLoop) async throws(TinyAsyncError) {
   try checkInterruption()
   await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-    loop.jobQueue.yield(continuation)
+    loop.readyQueue.yield(continuation)
   }
   try checkInterruption()
 }

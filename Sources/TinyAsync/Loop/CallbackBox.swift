@@ -1,12 +1,12 @@
 internal import CLoop
 
-/// A closure scheduled on a loop, and the C node the loop links.
+/// A closure scheduled with `callLater`, and the C timer the loop's heap
+/// links. (`callSoon` closures need no box: they wait in the
+/// ``ReadyQueue``.)
 ///
 /// Ownership, in one place:
-/// - The box owns its C node (``Pinned`` heap memory), so the node lives
-///   exactly as long as the box. The node is a `cloop_timer` for both
-///   kinds: a timer embeds the handle `callSoon` queues, so one record
-///   serves both (and a spare box serves any `callSoon`).
+/// - The box owns its C timer (``Pinned`` heap memory), so the timer lives
+///   exactly as long as the box.
 /// - While scheduled, the box is on its loop's list of live boxes, which
 ///   holds the one strong reference the scheduling needs; the C node's `arg`
 ///   is the box, unretained. Running or cancelling takes it off the list and
@@ -16,9 +16,6 @@ final class CallbackBox {
   /// The closure, until it runs or is cancelled.
   @exclusivity(unchecked) var body: (() -> Void)?
   private let node = Pinned(cloop_timer())
-  /// `callLater`'s (its node goes on the timer heap), or `callSoon`'s (its
-  /// node's handle goes on the ready ring).
-  let isTimer: Bool
   /// Valid while `isLinked`: the loop's `deinit` unlinks every box first.
   unowned(unsafe) let loop: EventLoop
 
@@ -27,11 +24,9 @@ final class CallbackBox {
   @exclusivity(unchecked) unowned(unsafe) var prev: CallbackBox?
   @exclusivity(unchecked) var isLinked = false
 
-  /// A box for `callSoon`; `isTimer` makes one for `callLater`.
-  init(loop: EventLoop, isTimer: Bool, body: @escaping () -> Void) {
+  init(loop: EventLoop, body: @escaping () -> Void) {
     self.loop = loop
     self.body = body
-    self.isTimer = isTimer
     cloop_timer_init(node.pointer, callbackBoxFired, Unmanaged.passUnretained(self).toOpaque())
   }
 
@@ -44,22 +39,12 @@ final class CallbackBox {
   /// The node as a timer, for `cloop_call_later`.
   var timer: UnsafeMutablePointer<cloop_timer> { node.pointer }
 
-  /// The handle in the node, for `cloop_call_soon` (a `cloop_timer` begins
-  /// with its `cloop_handle`).
-  var handle: UnsafeMutablePointer<cloop_handle> {
-    UnsafeMutableRawPointer(node.pointer).assumingMemoryBound(to: cloop_handle.self)
-  }
-
-  /// Takes the box off the ready ring or timer heap and drops its closure.
-  /// Returns false if it already ran or was cancelled. Loop thread only.
+  /// Takes the timer off the heap and drops its closure. Returns false if
+  /// it already ran or was cancelled. Loop thread only.
   @discardableResult
   func cancel() -> Bool {
     guard isLinked else { return false }
-    if isTimer {
-      _ = cloop_timer_cancel(loop.cLoop, timer)
-    } else {
-      _ = cloop_handle_cancel(loop.cLoop, handle)
-    }
+    _ = cloop_timer_cancel(loop.cLoop, timer)
     loop.unlink(self)
     // Release the closure only now, when the loop's state is consistent:
     // its captures' deinits may schedule more work on this loop.
@@ -68,7 +53,7 @@ final class CallbackBox {
     return true
   }
 
-  /// Called by the C loop: the node is off the ring (or heap) and the loop
+  /// Called by the C loop: the timer is off the heap and the loop
   /// will not touch it again, so the box may go away once this returns.
   fileprivate func fire() {
     loop.unlink(self)
@@ -83,7 +68,4 @@ private let callbackBoxFired: cloop_fn = { arg in
   // drops the list's reference.
   let box = Unmanaged<CallbackBox>.fromOpaque(arg!).takeUnretainedValue()
   box.fire()
-  // A callSoon box is nobody else's once it has run: keep it for the next
-  // callSoon. (A timer's box may still be held by its TimerHandle.)
-  if !box.isTimer { box.loop.recycle(box) }
 }

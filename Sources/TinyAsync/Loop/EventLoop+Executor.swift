@@ -11,18 +11,18 @@ internal import CLoop
 /// - As a `SerialExecutor`: an actor whose `unownedExecutor` is
 ///   `loop.asUnownedSerialExecutor()` is isolated to the loop.
 ///
-/// A job enqueued on the loop's thread joins its ``JobQueue`` (no lock, no
+/// A job enqueued on the loop's thread joins its ``ReadyQueue`` (no lock, no
 /// allocation once warm); one from another thread takes the thread-safe
 /// path and wakes the loop.
 extension EventLoop: SerialExecutor, TaskExecutor {
   /// Queues a Swift job (a task's next step) to run on the loop's thread:
-  /// at once into the job queue on that thread, through the thread-safe
+  /// at once into the ready queue on that thread, through the thread-safe
   /// path from any other. Called by the Swift runtime.
   public func enqueue(_ job: consuming ExecutorJob) {
     let job = UnownedJob(job)
     if isOnLoopThread {
       jobsEnqueued &+= 1
-      jobQueue.push(job)
+      readyQueue.push(job)
     } else {
       let accepted = threadSafeHandle.queue.enqueue(.job(job))
       ensure(accepted, "a Swift job was enqueued on an EventLoop that is gone")

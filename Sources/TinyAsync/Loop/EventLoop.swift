@@ -40,22 +40,18 @@ public final class EventLoop {
   public let backend: Backend
 
   private let threadSafeQueue: ThreadSafeQueue
-  /// Swift jobs enqueued on this loop as an executor.
-  let jobQueue: JobQueue
+  /// Swift jobs, callSoon closures and yields, in asyncio's order.
+  let readyQueue: ReadyQueue
   // `@exclusivity(unchecked)`, here and on the hot state of CallbackBox,
-  // JobQueue, LoopWait, Future, SpawnedNode and TimeoutScope: that state is
+  // ReadyQueue, LoopWait, Future, SpawnedNode and TimeoutScope: that state is
   // touched on the loop's thread only, and no access to it spans a call out
   // (each is a read or an in-place update that returns at once), so Swift's
   // run-time exclusivity check cannot fire. It costs a lookup in a
   // thread-local access set per class property access: measured with
   // callgrind, about 370 of the 1,540 instructions of a `callSoon` round.
 
-  /// Closures scheduled and not yet run or cancelled (see `CallbackBox`).
+  /// Timers scheduled and not yet run or cancelled (see `CallbackBox`).
   @exclusivity(unchecked) private var liveHead: CallbackBox?
-  /// `callSoon` boxes that have run, for the next `callSoon`s: nobody else
-  /// holds one (callSoon returns no handle), so a box and its C node are
-  /// reused instead of two allocations and two frees per call.
-  @exclusivity(unchecked) private var spareBoxes: [CallbackBox] = []
   @exclusivity(unchecked) private var refCount = 0
   /// Spawned tasks not yet ended (see `SpawnedNode`), and how many were made.
   @exclusivity(unchecked) private var liveSpawned: SpawnedNode?
@@ -83,9 +79,9 @@ public final class EventLoop {
     cLoop = loop
     self.backend = Backend(cloop_loop_backend(loop))
     threadSafeQueue = ThreadSafeQueue(loop: loop)
-    jobQueue = JobQueue(loop: loop)
+    readyQueue = ReadyQueue(loop: loop)
     threadSafeQueue.owner = self
-    jobQueue.owner = self
+    readyQueue.owner = self
     cloop_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
   }
 
@@ -109,9 +105,8 @@ public final class EventLoop {
     // 1. Refuse calls from other threads; drop the ones not yet run.
     let drainInFlight = threadSafeQueue.close()
     // 2. Cancel every scheduled closure: it is released, never run.
+    readyQueue.close()
     while let box = liveHead { box.cancel() }
-    ensure(jobQueue.isEmpty, "EventLoop freed with Swift jobs not yet run")
-    _ = cloop_handle_cancel(cLoop, jobQueue.handle)
     // 3. A wake-up handle already handed to C must come through before the
     //    loop is freed; with nothing else scheduled this runs nothing else.
     if drainInFlight {
@@ -191,18 +186,14 @@ public final class EventLoop {
   // MARK: Scheduling
 
   /// Queues `body` to run in the next batch, after everything queued
-  /// before it (asyncio's `call_soon`). From inside a callback, `body` runs
-  /// in the next iteration, not the current one.
-  public func callSoon(_ body: @escaping () -> Void) {
-    let box: CallbackBox
-    if let spare = spareBoxes.popLast() {
-      box = spare
-      box.body = body
-    } else {
-      box = CallbackBox(loop: self, isTimer: false, body: body)
-    }
-    cloop_call_soon(cLoop, box.handle)
-    link(box)
+  /// before it (asyncio's `call_soon`): callbacks and the steps of tasks
+  /// run in the order they were queued. From inside a callback or a task,
+  /// `body` runs in the next iteration, not the current one.
+  /// - Returns: a handle that can cancel the call; ignore it if you won't.
+  @discardableResult
+  public func callSoon(_ body: @escaping () -> Void) -> CallbackHandle {
+    checkThread("EventLoop.callSoon")
+    return CallbackHandle(queue: readyQueue, seq: readyQueue.push(body))
   }
 
   /// Schedules `body` to run `delay` after ``now`` (asyncio's
@@ -211,7 +202,8 @@ public final class EventLoop {
   /// - Returns: a handle that can cancel the timer; ignore it if you won't.
   @discardableResult
   public func callLater(_ delay: Duration, _ body: @escaping () -> Void) -> TimerHandle {
-    let box = CallbackBox(loop: self, isTimer: true, body: body)
+    checkThread("EventLoop.callLater")
+    let box = CallbackBox(loop: self, body: body)
     let rc = cloop_call_later(cLoop, box.timer, delay.saturatingNanoseconds)
     // The only failure is -ENOMEM growing the heap; Swift traps on OOM too.
     ensure(rc == 0, "cloop_call_later: \(TinyAsyncError(code: rc))")
@@ -279,11 +271,6 @@ public final class EventLoop {
     liveHead?.prev = box
     liveHead = box
     box.isLinked = true
-  }
-
-  /// Keeps a `callSoon` box that has run for reuse (up to 256 of them).
-  func recycle(_ box: CallbackBox) {
-    if spareBoxes.count < 256 { spareBoxes.append(box) }
   }
 
   func unlink(_ box: CallbackBox) {

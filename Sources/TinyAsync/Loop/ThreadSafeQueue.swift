@@ -90,7 +90,7 @@ final class ThreadSafeQueue: @unchecked Sendable {
       case .withLoop(let body): body(owner)
       case .job(let job):
         owner.jobsFromOtherThreads &+= 1
-        owner.jobQueue.push(job)
+        owner.readyQueue.push(job)
       }
     }
   }
