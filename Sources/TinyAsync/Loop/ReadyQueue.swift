@@ -131,6 +131,15 @@ final class ReadyQueue {
     head = 0
   }
 
+  /// Gives back the memory of a burst (a million spawns grow the ring to
+  /// 24 MiB) once it has run; a burst that large costs far more than this.
+  private func shrink() {
+    ring.deallocate()
+    capacity = 64
+    ring = .allocate(capacity: capacity)
+    head = 0
+  }
+
   // MARK: Cancelling a closure
 
   /// The loop's thread check, for a ``CallbackHandle``: after the loop is
@@ -209,6 +218,7 @@ final class ReadyQueue {
         break
       }
     }
+    if count == 0 && capacity > 4096 { shrink() }
     if backQueued {
       swap(&front, &back)
       frontBatch = backBatch
