@@ -12,6 +12,8 @@ internal import CLoop
 /// - the Swift task being cancelled (`withTaskCancellationHandler`; the
 ///   handler may run on any thread, so from elsewhere it hops to the loop);
 /// - the deadline of an enclosing ``withTimeout(_:_:)`` scope.
+/// Inside a ``withShield(timeout:isolation:_:)`` it parks without the
+/// cancellation handler: the task's cancellation waits for the shield's end.
 /// The continuation is resumed exactly once; the loser stops its operation.
 ///
 /// A base class, not a protocol: the wait is one object (one allocation)
@@ -64,6 +66,13 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
   nonisolated(nonsending) final func wait() async -> Result<Success, Failure> {
     let scope = TimeoutScope.current
     if let scope, scope.isExpired { return .failure(failure(for: .timedOut)) }
+    if let scope, scope.isShielded {
+      // A shield: the task's cancellation is not this wait's to see.
+      let outcome: Outcome = await withUnsafeContinuation { continuation in
+        park(continuation, scope)
+      }
+      return outcome.value
+    }
     let outcome: Outcome = await withTaskCancellationHandler {
       await withUnsafeContinuation { (continuation: UnsafeContinuation<Outcome, Never>) in
         park(continuation, scope)

@@ -50,6 +50,5 @@ private nonisolated(nonsending) func yieldToLoop(_ loop: EventLoop) async throws
 
 /// Throws what a wait starting now would: cancelled, or timed out.
 private func checkInterruption() throws(TinyAsyncError) {
-  if Task.isCancelled { throw .cancelled }
-  if let scope = TimeoutScope.current, scope.isExpired { throw .timedOut }
+  if let error = TimeoutScope.pendingInterruption() { throw error }
 }

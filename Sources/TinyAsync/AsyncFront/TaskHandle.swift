@@ -34,9 +34,28 @@ public final class TaskHandle<Value> {
   /// The task's result: waits until it finishes. Throws what the task
   /// threw (``TinyAsyncError/cancelled`` if it was cancelled and stopped),
   /// or, if the waiting task is cancelled first, ``TinyAsyncError/cancelled``
-  /// (the awaited task keeps running).
+  /// (the awaited task keeps running; so it does past a `withTimeout`
+  /// around this: ``value(timeout:)`` cancels it).
   public nonisolated(nonsending) var value: Value {
     get async throws { try await state.future.get() }
+  }
+
+  /// The task's result within `timeout` (asyncio's `wait_for`): if the task
+  /// has not finished by then, or the waiting task is cancelled, it is
+  /// cancelled and awaited -- its clean-up has run, nothing of it is left
+  /// running -- and this throws ``TinyAsyncError/timedOut`` (or
+  /// ``TinyAsyncError/cancelled``). A task that finishes as the deadline
+  /// passes gives its result. A task that ignores its cancellation is
+  /// waited for (as asyncio does).
+  public nonisolated(nonsending) func value(timeout: Duration) async throws -> Value {
+    do {
+      return try await withTimeout(timeout) { try await state.future.get() }
+    } catch {
+      if isDone { return try await state.future.get() }
+      state.cancel()
+      _ = try? await withShield { try await state.future.get() }
+      throw error
+    }
   }
 
   /// Requests cancellation: the loop operation the task waits in (or its

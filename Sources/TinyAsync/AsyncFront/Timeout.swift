@@ -8,10 +8,17 @@
 /// marks itself expired and interrupts every wait in its list and in the
 /// lists of the scopes nested in it. A wait that starts in an expired scope
 /// fails at once. Loop thread only.
+///
+/// A ``withShield(timeout:isolation:_:)`` scope is one with no `outer`: the
+/// deadlines around it neither reach the waits inside it nor are seen by
+/// them, and it (with every scope nested in it) tells the waits to ignore
+/// the task's cancellation.
 final class TimeoutScope: @unchecked Sendable {
   @TaskLocal static var current: TimeoutScope?
 
   let outer: TimeoutScope?
+  /// Inside a shield: the waits ignore the task's cancellation.
+  let isShielded: Bool
   @exclusivity(unchecked) private var expired = false
   @exclusivity(unchecked) private var waiters: (any Interruptible)?
   /// Scopes entered inside this one and not left yet (usually none).
@@ -19,7 +26,27 @@ final class TimeoutScope: @unchecked Sendable {
 
   init(outer: TimeoutScope?) {
     self.outer = outer
+    self.isShielded = outer?.isShielded ?? false
     outer?.inner.append(self)
+  }
+
+  /// A shield scope: cut off from the scopes around it.
+  private init(shield: Void) {
+    self.outer = nil
+    self.isShielded = true
+  }
+
+  static func shield() -> TimeoutScope { TimeoutScope(shield: ()) }
+
+  /// What a wait starting now in the current task would fail with, if
+  /// anything: its cancellation (unless shielded), then an expired scope.
+  /// For the paths that finish without parking (a yield, a write that
+  /// fits), which must honour what a wait would have.
+  static func pendingInterruption() -> TinyAsyncError? {
+    let scope = current
+    if Task.isCancelled && !(scope?.isShielded ?? false) { return .cancelled }
+    if let scope, scope.isExpired { return .timedOut }
+    return nil
   }
 
   var isExpired: Bool {
@@ -121,5 +148,45 @@ public func withTimeout<Value>(
   }
   return try await TimeoutScope.$current.withValue(scope) {
     try await body()
+  }
+}
+
+/// Runs `body` shielded (asyncio's `shield`, Trio's shielded cancel scope):
+/// inside it the waits of this module ignore the task's cancellation and
+/// the deadlines of the ``withTimeout(_:_:)`` scopes around it. Neither is
+/// lost: the first wait after the shield throws it. With a `timeout`, the
+/// shield has a deadline of its own (a shield should not wait forever).
+///
+/// This is how a cancelled task cleans up. Swift's cancellation is sticky:
+/// once a task is cancelled, `Task.isCancelled` stays true and every later
+/// wait of this module throws ``TinyAsyncError/cancelled`` at once (asyncio
+/// delivers `CancelledError` once). So a `catch` that must still say
+/// goodbye on a socket or wait for a child does it in a shield:
+///
+/// ```swift
+/// do {
+///     try await serve(connection)
+/// } catch TinyAsyncError.cancelled {
+///     try await withShield(timeout: .seconds(1)) {
+///         try await connection.write(Array("bye\n".utf8))
+///         try await sleep(for: .milliseconds(10))
+///     }
+///     throw TinyAsyncError.cancelled
+/// }
+/// ```
+///
+/// Child tasks (`async let`, task groups) inherit the shield;
+/// ``EventLoop/spawn(name:_:)`` does not pass it on.
+public func withShield<Value>(
+  timeout: Duration? = nil,
+  isolation: isolated (any Actor)? = #isolation,
+  _ body: () async throws -> Value
+) async throws -> Value {
+  _ = EventLoop.running(for: "withShield")
+  return try await TimeoutScope.$current.withValue(TimeoutScope.shield()) {
+    if let timeout {
+      return try await withTimeout(timeout, body)
+    }
+    return try await body()
   }
 }

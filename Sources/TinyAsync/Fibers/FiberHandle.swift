@@ -46,10 +46,43 @@ public final class FiberHandle<Value> {
   /// if it was cancelled and stopped), or, if the waiting fiber is
   /// cancelled first or its ``withTimeout(_:_:)`` scope expires,
   /// ``TinyAsyncError/cancelled`` / ``TinyAsyncError/timedOut`` (this fiber
-  /// keeps running). Once the fiber has finished it answers anywhere.
+  /// keeps running: ``get(timeout:)`` cancels it). Once the fiber has
+  /// finished it answers anywhere.
   @available(*, noasync, message: "in async code, use try await handle.value")
   public func get() throws -> Value {
     try state.future.get()
+  }
+
+  /// The fiber's result within `timeout`, from a fiber (asyncio's
+  /// `wait_for`): if the fiber has not finished by then, or the waiting
+  /// fiber is cancelled, this one is cancelled and awaited -- its clean-up
+  /// has run when this throws ``TinyAsyncError/timedOut`` (or
+  /// ``TinyAsyncError/cancelled``). A fiber that finishes as the deadline
+  /// passes gives its result. (`withTimeout { try handle.get() }` instead
+  /// leaves the fiber running.)
+  @available(*, noasync, message: "in async code, use try await handle.value(timeout:)")
+  public func get(timeout: Duration) throws -> Value {
+    do {
+      return try withTimeout(timeout) { try state.future.get() }
+    } catch {
+      if isDone { return try state.future.get() }
+      state.cancel()
+      _ = try? withShield { try state.future.get() }
+      throw error
+    }
+  }
+
+  /// The fiber's result within `timeout`, from async code: as
+  /// ``get(timeout:)``, the fiber cancelled and awaited on expiry.
+  public func value(timeout: Duration) async throws -> Value {
+    do {
+      return try await withTimeout(timeout) { try await state.future.get() }
+    } catch {
+      if isDone { return try await state.future.get() }
+      state.cancel()
+      _ = try? await withShield { try await state.future.get() }
+      throw error
+    }
   }
 
   /// The fiber's result, from async code: parks the Swift task until the
@@ -60,7 +93,8 @@ public final class FiberHandle<Value> {
 
   /// The fiber's result, from async code. Throws what the fiber threw, or
   /// ``TinyAsyncError/cancelled`` if the waiting task is cancelled first
-  /// (the fiber keeps running). In a fiber, call ``get()``.
+  /// (the fiber keeps running; so it does past a `withTimeout` around this:
+  /// ``value(timeout:)`` cancels it). In a fiber, call ``get()``.
   public var value: Value {
     get async throws { try await state.future.get() }
   }

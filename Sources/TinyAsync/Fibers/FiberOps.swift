@@ -93,3 +93,31 @@ public func withTimeout<Value>(
     return try result.get()
   }
 }
+
+// MARK: withShield
+
+/// Runs `body` in the calling fiber shielded (asyncio's `shield`; the fiber
+/// form of ``withShield(timeout:isolation:_:)``): inside it the fiber's
+/// waits ignore its cancellation and the deadlines of the ``withTimeout(_:_:)``
+/// scopes around it. Both are kept: the first wait after the shield throws
+/// them. With a `timeout` the shield has a deadline of its own; scopes
+/// inside it still apply. For clean-up that must run after a cancellation
+/// (a goodbye on a socket, waiting for a child). Outside a fiber it stops
+/// the program with a message.
+@_disfavoredOverload
+@available(*, noasync, message: "in async code, use try await withShield(timeout:_:)")
+public func withShield<Value>(
+  timeout: Duration? = nil,
+  _ body: () throws -> Value
+) throws -> Value {
+  requireFiber("withShield")
+  var deadline = cloop_deadline()
+  return try withUnsafeMutablePointer(to: &deadline) { scope in
+    // Int64.max is the C core's CLOOP_NO_DEADLINE: no deadline of its own.
+    let rc = cloop_shield_enter(scope, timeout?.saturatingNanoseconds ?? .max)
+    ensure(rc == 0, "cloop_shield_enter: \(TinyAsyncError(code: rc))")  // -ENOMEM only
+    let result = Result { try body() }
+    _ = cloop_deadline_exit(scope)
+    return try result.get()
+  }
+}

@@ -246,8 +246,7 @@ public final class TCPConnection {
   /// one that is due: a cancelled task or an expired ``withTimeout(_:_:)``
   /// throws here as the wait would have.
   private func sendNow<Bytes: Collection<UInt8>>(_ bytes: Bytes) throws(TinyAsyncError) -> Int {
-    if Task.isCancelled { throw .cancelled }
-    if let scope = TimeoutScope.current, scope.isExpired { throw .timedOut }
+    if let error = TimeoutScope.pendingInterruption() { throw error }
     let fd = self.fd
     let sent = bytes.withContiguousStorageIfAvailable { source -> Int in
       while true {
