@@ -22,8 +22,20 @@ struct UnretrievedErrorTests {
       }
     }
     let output = String(decoding: (result?.standardOutputContent ?? []) + (result?.standardErrorContent ?? []), as: UTF8.self)
-    #expect(output.contains("never retrieved"), "\(output)")
-    #expect(output.contains("Lost"), "\(output)")
+    #expect(output.contains("task 'careless' (TaskHandle<Int>) failed and its error was never retrieved: Lost()"), "\(output)")
+  }
+
+  @Test func aFailedFutureNobodyReadIsLoggedWithItsType() async {
+    let result = await #expect(
+      processExitsWith: .success, observing: [\.standardOutputContent, \.standardErrorContent]
+    ) {
+      try EventLoop.run {
+        let future = Future<String>()
+        future.fail(UnretrievedErrorTests.Lost())
+      }
+    }
+    let output = String(decoding: (result?.standardOutputContent ?? []) + (result?.standardErrorContent ?? []), as: UTF8.self)
+    #expect(output.contains("Future<String> failed and its error was never retrieved: Lost()"), "\(output)")
   }
 
   @Test func aFailureSomeoneReadIsNotLogged() async {

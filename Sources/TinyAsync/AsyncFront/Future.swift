@@ -65,9 +65,7 @@ public final class Future<Value> {
       valueSlot.deinitialize(count: 1)
       valueSlot.deallocate()
     }
-    if let error, !retrieved, !Self.isCancellation(error) {
-      logger.warning("Future<\(Value.self)> failed and its error was never retrieved: \(error)")
-    }
+    reportUnretrieved(owner: "Future<\(Value.self)>")
   }
 
   /// `true` once completed (with a value, an error or a cancellation).
@@ -162,6 +160,16 @@ public final class Future<Value> {
   func takeError() -> (any Error)? {
     if error != nil { retrieved = true }
     return error
+  }
+
+  /// Logs a failure nobody retrieved (not a cancellation), as coming from
+  /// `owner`, and marks it retrieved so it is reported once. The task or
+  /// fiber whose result this is calls it as it goes away, to name itself;
+  /// a plain future from its `deinit`.
+  func reportUnretrieved(owner: @autoclosure () -> String) {
+    guard let error, !retrieved, !Self.isCancellation(error) else { return }
+    retrieved = true
+    logger.warning("\(owner()) failed and its error was never retrieved: \(error)")
   }
 
   /// `true` once completed with an error or a cancellation.

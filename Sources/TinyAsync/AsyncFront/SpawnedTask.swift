@@ -17,6 +17,10 @@ final class SpawnedTask<Value>: SpawnedNode, @unchecked Sendable {
   /// than the rest of the spawn's own bookkeeping.
   var name: String { givenName ?? "task-\(number)" }
 
+  deinit {
+    future.reportUnretrieved(owner: "task '\(name)' (TaskHandle<\(Value.self)>)")
+  }
+
   override func cancel() {
     task?.cancel()
   }

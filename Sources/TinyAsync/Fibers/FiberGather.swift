@@ -34,6 +34,25 @@ public func gather<each Value>(
   return (repeat try (each fibers).state.future.takeValue())
 }
 
+/// Waits, in a fiber, for all the fibers of an array and returns their
+/// values in its order: ``gather(_:)`` for any number of fibers of one
+/// type (asyncio's `gather(*fibers)`), with the same rules for failures,
+/// cancellation and timeouts. An empty array gives an empty array.
+///
+/// ```swift
+/// try EventLoop.runFiber {
+///     let loop = EventLoop.current!
+///     let fibers = (1...100).map { i in loop.spawnFiber { try sleep(for: .milliseconds(i)); return i } }
+///     let values = try gather(fibers)  // [1, 2, ..., 100], after 100 ms
+/// }
+/// ```
+@available(*, noasync, message: "in async code, use try await gather(fibers)")
+public func gather<Value>(_ fibers: [FiberHandle<Value>]) throws -> [Value] {
+  let members = fibers.map { GatherCore.Member(future: $0.state.future, work: $0.state) }
+  try FiberGather(members, fibers.map { $0.state }).run()
+  return try fibers.map { try $0.state.future.takeValue() }
+}
+
 /// gather's waits in a fiber, over a ``GatherCore``. Phase one parks on
 /// `trigger`, a C future that the members' completions fill once the core
 /// is settled; phase two cancels the rest and waits for their C tasks with
@@ -108,4 +127,13 @@ public func gather<each Value>(
   for fiber in repeat each fibers { members.append(GatherCore.Member(future: fiber.state.future, work: fiber.state)) }
   try await GatherState(loop: loop, members).run()
   return (repeat try (each fibers).state.future.takeValue())
+}
+
+/// Waits, in async code, for all the fibers of an array and returns their
+/// values in its order, with the rules of ``gather(_:)``.
+public func gather<Value>(_ fibers: [FiberHandle<Value>]) async throws -> [Value] {
+  let loop = EventLoop.running(for: "gather")
+  let members = fibers.map { GatherCore.Member(future: $0.state.future, work: $0.state) }
+  try await GatherState(loop: loop, members).run()
+  return try fibers.map { try $0.state.future.takeValue() }
 }
