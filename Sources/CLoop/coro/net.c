@@ -14,6 +14,11 @@
  * new fd), the result is returned and the interruption stays pending for
  * the task's next await, so that no data or fd is lost to it.
  *
+ * Datagrams (cloop_udp_recvfrom, cloop_udp_sendto) take the same path on
+ * the recvmsg/sendmsg operations; the sender's address comes back through
+ * the op object, never through a pointer the loop writes while the task
+ * is parked.
+ *
  * The user's buffer is a hazard of the same kind: the epoll path reads into
  * it from a callback while the task is parked. A buffer on the shared stack
  * is therefore never handed to an op; the task waits with a one-byte peek
@@ -24,6 +29,7 @@
 #endif
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -321,6 +327,125 @@ int cloop_unix_connect(const char *path) {
               cloop_connect_unix_start(t->loop, &n->u.conn, path, connect_done, n));
   op_free(t, n);
   return r;
+}
+
+/* ---- datagrams -------------------------------------------------------- */
+
+/* Gives a received datagram's sender and flags to the caller. */
+static void dgram_out(const cloop_op *op, struct sockaddr *addr,
+                      socklen_t *addrlen, int *flags_out) {
+  if (addr && addrlen) {
+    socklen_t n = op->addrlen < *addrlen ? op->addrlen : *addrlen;
+    memcpy(addr, &op->addr, n);
+  }
+  if (addrlen)
+    *addrlen = op->addrlen;
+  if (flags_out)
+    *flags_out = (op->msg_flags & MSG_TRUNC) ? CLOOP_UDP_TRUNCATED : 0;
+}
+
+ssize_t cloop_udp_recvfrom(int fd, void *buf, size_t len,
+                           struct sockaddr *addr, socklen_t *addrlen,
+                           int *flags_out) {
+  cloop_task *t = cloop__task_or_abort("cloop_udp_recvfrom");
+  int r = cloop__interruption(t);
+  if (r)
+    return r;
+  if (len > INT_MAX)
+    len = INT_MAX;
+  net_op *n = op_new(t);
+  if (!n)
+    return -ENOMEM;
+  ssize_t k;
+  if (!cloop__on_shared_stack(t, buf)) {
+    op_prepare(t, n);
+    k = op_wait(t, n, KIND_OP, cloop_op_recvmsg(t->loop, &n->u.op, fd, buf,
+                                                len, 0, op_done, n));
+    if (k >= 0)
+      dgram_out(&n->u.op, addr, addrlen, flags_out);
+    op_free(t, n);
+    return k;
+  }
+  /* A shared-stack buffer moves while the task is parked: wait with a
+     peek into the op object, then take the datagram while running. */
+  for (;;) {
+    struct sockaddr_storage from;
+    struct iovec iov = {buf, len};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    k = recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (k >= 0) {
+      n->u.op.addrlen = msg.msg_namelen;
+      n->u.op.msg_flags = msg.msg_flags;
+      memcpy(&n->u.op.addr, &from, msg.msg_namelen);
+      dgram_out(&n->u.op, addr, addrlen, flags_out);
+      break;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      k = -errno;
+      break;
+    }
+    op_prepare(t, n);
+    k = op_wait(t, n, KIND_OP, cloop_op_recvmsg(t->loop, &n->u.op, fd,
+                                                n->scratch, 1, MSG_PEEK,
+                                                op_done, n));
+    if (k < 0)
+      break;
+  }
+  op_free(t, n);
+  return k;
+}
+
+ssize_t cloop_udp_sendto(int fd, const void *buf, size_t len,
+                         const struct sockaddr *addr, socklen_t addrlen) {
+  cloop_task *t = cloop__task_or_abort("cloop_udp_sendto");
+  int r = cloop__interruption(t);
+  if (r)
+    return r;
+  if (len > INT_MAX)
+    return -EMSGSIZE;
+  net_op *n = op_new(t);
+  if (!n)
+    return -ENOMEM;
+  ssize_t k;
+  if (!cloop__on_shared_stack(t, buf)) {
+    op_prepare(t, n);
+    k = op_wait(t, n, KIND_OP, cloop_op_sendmsg(t->loop, &n->u.op, fd, buf,
+                                                len, addr, addrlen, 0,
+                                                op_done, n));
+    op_free(t, n);
+    return k;
+  }
+  /* A shared-stack buffer: try at once; a full send buffer (rare) waits
+     with a heap copy, since a datagram cannot go out in pieces. */
+  for (;;) {
+    k = sendto(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, addr, addrlen);
+    if (k >= 0 || errno != EINTR)
+      break;
+  }
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    void *copy = malloc(len ? len : 1);
+    if (!copy) {
+      k = -ENOMEM;
+    } else {
+      memcpy(copy, buf, len);
+      op_prepare(t, n);
+      k = op_wait(t, n, KIND_OP, cloop_op_sendmsg(t->loop, &n->u.op, fd, copy,
+                                                  len, addr, addrlen, 0,
+                                                  op_done, n));
+      free(copy);
+    }
+  } else if (k < 0) {
+    k = -errno;
+  }
+  op_free(t, n);
+  return k;
 }
 
 int cloop_sock_close(int fd) {

@@ -417,8 +417,8 @@ int cloop_process_release(cloop_process *p);
 
 /* ---- I/O operations: asyncio's sock_* on the callback level ----------- */
 
-/* One accept, connect, recv or send on a non-blocking socket, in the
-   caller's memory. It completes exactly once: fn(op) runs from the ready
+/* One accept, connect, recv or send (or a datagram's recvmsg or sendmsg)
+   on a non-blocking socket, in the caller's memory. It completes exactly once: fn(op) runs from the ready
    ring with op->result >= 0 (bytes moved, 0 meaning EOF for recv; the new
    fd for accept, itself non-blocking and close-on-exec; 0 for connect) or
    -errno: -ECANCELED after cloop_op_cancel, -EBADF when cloop_close_fd
@@ -426,12 +426,13 @@ int cloop_process_release(cloop_process *p);
    raises SIGPIPE). On epoll an operation tries its syscall and, on EAGAIN,
    waits for readiness and tries again; on io_uring it is submitted and
    completes with its completion. At most one operation per side of an fd
-   at a time: the receiving side (accept, recv) and the sending side
-   (connect, send). Zero an operation's memory before its first use; after
+   at a time: the receiving side (accept, recv, recvmsg) and the sending
+   side (connect, send, sendmsg). Zero an operation's memory before its first use; after
    its callback has run it may be started again. Close an fd that has had
    operations with cloop_close_fd (cloop_sock_close in a task), not
    close(2): the loop keeps its registration between operations. */
-enum { CLOOP_OP_ACCEPT = 1, CLOOP_OP_CONNECT, CLOOP_OP_RECV, CLOOP_OP_SEND };
+enum { CLOOP_OP_ACCEPT = 1, CLOOP_OP_CONNECT, CLOOP_OP_RECV, CLOOP_OP_SEND,
+       CLOOP_OP_RECVMSG, CLOOP_OP_SENDMSG };
 
 typedef struct cloop_op cloop_op;
 typedef void (*cloop_op_fn)(cloop_op *op);
@@ -447,11 +448,17 @@ struct cloop_op {
   int result;
   void *buf;               /* recv/send */
   size_t len;
-  struct sockaddr_storage addr; /* connect: where to; accept: who came */
-  socklen_t addrlen;
+  struct sockaddr_storage addr; /* connect, sendmsg: where to; accept,
+                                   recvmsg: who sent it */
+  socklen_t addrlen;       /* 0 for a sendmsg on a connected socket */
+  int msg_flags;           /* recvmsg: the kernel's (MSG_TRUNC: cut short) */
   uint8_t state;           /* idle, in flight, complete */
   uint8_t connecting;      /* epoll connect: waiting for writability */
   uint64_t tag;            /* io_uring: the submission's user_data */
+  /* recvmsg/sendmsg: the kernel's view of buf and addr, which io_uring
+     reads (and writes back) until the completion: 72 bytes. */
+  struct msghdr msg;
+  struct iovec iov;
 };
 
 /* Each returns 0 once the operation is under way, or -EBUSY (an operation
@@ -463,6 +470,16 @@ int cloop_op_send(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
                   size_t len, int flags, cloop_op_fn fn, void *data);
 int cloop_op_accept(cloop_loop *loop, cloop_op *op, int fd, cloop_op_fn fn,
                     void *data);
+/* One datagram (recvmsg(2)): op->result is the bytes kept (at most len),
+   op->addr/addrlen the sender, and op->msg_flags has MSG_TRUNC when the
+   datagram was longer than len -- its tail is gone, so never ignore it. */
+int cloop_op_recvmsg(cloop_loop *loop, cloop_op *op, int fd, void *buf,
+                     size_t len, int flags, cloop_op_fn fn, void *data);
+/* One datagram of len bytes (sendmsg(2)) to addr, or to the connected
+   peer when addr is NULL; op->result is len. -EINVAL: addrlen too big. */
+int cloop_op_sendmsg(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
+                     size_t len, const struct sockaddr *addr,
+                     socklen_t addrlen, int flags, cloop_op_fn fn, void *data);
 int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
                      const struct sockaddr *addr, socklen_t addrlen,
                      cloop_op_fn fn, void *data);
@@ -673,6 +690,55 @@ int cloop_connect_unix_start(cloop_loop *loop, cloop_connector *c,
    (SO_PEERCRED: who connected, or who listened); any pointer may be NULL.
    Returns 0 or -errno. */
 int cloop_sock_peercred(int fd, int *pid, int *uid, int *gid);
+
+/* ---- UDP: datagram sockets -------------------------------------------
+
+   Set-up calls that need no task (none of them waits). Datagrams move
+   with cloop_op_recvmsg/cloop_op_sendmsg, or with cloop_udp_recvfrom and
+   cloop_udp_sendto in a task; a connected socket may also use the plain
+   recv/send operations and calls. Sockets are non-blocking and
+   close-on-exec. */
+
+enum { CLOOP_UDP_REUSEADDR = 1, CLOOP_UDP_REUSEPORT = 2 }; /* cloop_udp_bind flags */
+
+/* Fills *out from a numeric host ("127.0.0.1", "::1", "fe80::1%lo"; NULL
+   for 0.0.0.0) and port. Returns the address's length, or -EINVAL (not a
+   numeric address, port outside 0-65535). No lookup, so no waiting. */
+int cloop_sockaddr_parse(const char *host, int port,
+                         struct sockaddr_storage *out);
+/* The printable host and port of addr (IPv4 or IPv6) into host (at least
+   INET6_ADDRSTRLEN + IF_NAMESIZE bytes); returns 0 or -EAFNOSUPPORT. */
+int cloop_sockaddr_format(const struct sockaddr *addr, char *host,
+                          size_t hostlen, int *port);
+
+/* A UDP socket bound to addr (IPv6 sockets are IPv6-only; port 0 picks a
+   free one, read it with cloop_sock_port); flags CLOOP_UDP_REUSEADDR,
+   CLOOP_UDP_REUSEPORT. Returns the fd, or -EINVAL (bad flags or length),
+   -EADDRINUSE, -EADDRNOTAVAIL (no such local address: ::1 without IPv6),
+   -EAFNOSUPPORT, -errno. */
+int cloop_udp_open(const struct sockaddr *addr, socklen_t addrlen, int flags);
+/* cloop_udp_open on a numeric host and port (cloop_sockaddr_parse). */
+int cloop_udp_bind(const char *host, int port, int flags);
+/* Connects fd to one peer (connect(2): no handshake, so no wait): sends
+   without an address go there, only its datagrams are received, and an
+   ICMP "port unreachable" comes back as -ECONNREFUSED from the next
+   receive or send. An address of family AF_UNSPEC dissolves it. Returns 0
+   or -errno. */
+int cloop_udp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* SO_BROADCAST on (1) or off (0): sends to a broadcast address are
+   refused with -EACCES without it. Returns 0 or -errno. */
+int cloop_udp_set_broadcast(int fd, int on);
+/* Joins (join 1) or leaves (0) the multicast group (numeric, IPv4 or IPv6
+   as the socket) on the interface named iface ("lo", "eth0"; NULL: the
+   kernel's choice by route). IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP and
+   their drops. Returns 0, or -EINVAL (not a multicast address), -ENODEV
+   (no such interface), -EADDRNOTAVAIL (leaving a group not joined),
+   -errno. */
+int cloop_udp_membership(int fd, const char *group, const char *iface,
+                         int join);
+/* IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: whether this host's own
+   sockets get what fd sends to a group (the kernel's default: 1). */
+int cloop_udp_set_multicast_loop(int fd, int on);
 
 /* ---- coroutine level: futures ---------------------------------------- */
 
@@ -1057,6 +1123,22 @@ ssize_t cloop_sock_recv_until(int fd, void *buf, size_t max,
 
 /* shutdown(2) of one or both directions. */
 int cloop_sock_shutdown(int fd, int how);
+
+/* In a task: sends one datagram of len bytes to addr (NULL: the
+   connected peer); returns len, or -ECONNREFUSED (a connected socket's
+   peer had refused an earlier one), -EMSGSIZE (over 65507 bytes for
+   IPv4), -EACCES (broadcast without SO_BROADCAST), ... */
+ssize_t cloop_udp_sendto(int fd, const void *buf, size_t len,
+                         const struct sockaddr *addr, socklen_t addrlen);
+/* In a task: receives one datagram into buf; returns the bytes kept (at
+   most len; 0 for an empty datagram), with the sender in *addr and *addrlen
+   (either may be NULL; *addrlen in: the room at addr) and *flags_out
+   (may be NULL) CLOOP_UDP_TRUNCATED when the datagram was longer than
+   len and its tail was dropped. */
+ssize_t cloop_udp_recvfrom(int fd, void *buf, size_t len,
+                           struct sockaddr *addr, socklen_t *addrlen,
+                           int *flags_out);
+enum { CLOOP_UDP_TRUNCATED = 1 }; /* in cloop_udp_recvfrom's flags_out */
 
 /* In a task: closes fd; a task parked on it wakes with -EBADF. (Outside
    a task, cloop_close_fd does the same.) */

@@ -1,5 +1,5 @@
 /* io.c -- I/O operations on the callback level: accept, connect, recv and
- * send as objects in the caller's memory that complete with a callback.
+ * send (and a datagram's recvmsg and sendmsg) as objects in the caller's memory that complete with a callback.
  *
  * This is the io_uring model ("start it; hear when it is done") offered on
  * both backends. A backend with operations of its own (io_uring) gives
@@ -36,7 +36,8 @@
 enum { OP_IDLE = 0, OP_IN_FLIGHT, OP_COMPLETE };
 
 static int is_receiving(int kind) {
-  return kind == CLOOP_OP_ACCEPT || kind == CLOOP_OP_RECV;
+  return kind == CLOOP_OP_ACCEPT || kind == CLOOP_OP_RECV ||
+         kind == CLOOP_OP_RECVMSG;
 }
 
 static cloop_op **side_slot(cloop_loop *loop, cloop_op *op) {
@@ -89,12 +90,34 @@ static void run_callback(void *arg) {
   op->fn(op);
 }
 
-/* Records op's result and frees its side of the fd. */
+/* Points a datagram op's msghdr at its buffer and address; a recvmsg's
+   name length is reset for each try, since the kernel writes it. */
+void cloop__op_msg_prepare(cloop_op *op) {
+  op->iov.iov_base = op->buf;
+  op->iov.iov_len = op->len;
+  memset(&op->msg, 0, sizeof op->msg);
+  op->msg.msg_iov = &op->iov;
+  op->msg.msg_iovlen = 1;
+  if (op->kind == CLOOP_OP_RECVMSG) {
+    op->msg.msg_name = &op->addr;
+    op->msg.msg_namelen = sizeof op->addr;
+  } else if (op->addrlen) {
+    op->msg.msg_name = &op->addr;
+    op->msg.msg_namelen = op->addrlen;
+  }
+}
+
+/* Records op's result and frees its side of the fd; a datagram received
+   brings its sender and flags out of the msghdr (both backends). */
 static void settle(cloop_op *op, int result) {
   cloop_op **slot = side_slot(op->loop, op);
   if (*slot == op)
     *slot = NULL;
   op->result = result;
+  if (op->kind == CLOOP_OP_RECVMSG && result >= 0) {
+    op->addrlen = op->msg.msg_namelen;
+    op->msg_flags = op->msg.msg_flags;
+  }
 }
 
 /* Ends op with result and queues its callback. Called where running the
@@ -117,6 +140,13 @@ static int attempt(cloop_op *op) {
       break;
     case CLOOP_OP_SEND:
       n = send(op->fd, op->buf, op->len, op->flags | MSG_NOSIGNAL);
+      break;
+    case CLOOP_OP_RECVMSG:
+      cloop__op_msg_prepare(op);
+      n = recvmsg(op->fd, &op->msg, op->flags);
+      break;
+    case CLOOP_OP_SENDMSG:
+      n = sendmsg(op->fd, &op->msg, op->flags | MSG_NOSIGNAL);
       break;
     case CLOOP_OP_ACCEPT:
       op->addrlen = sizeof op->addr;
@@ -273,6 +303,36 @@ int cloop_op_send(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
   op->len = len;
   op->flags = flags;
   return start(loop, op, CLOOP_OP_SEND, fd, fn, data);
+}
+
+int cloop_op_recvmsg(cloop_loop *loop, cloop_op *op, int fd, void *buf,
+                     size_t len, int flags, cloop_op_fn fn, void *data) {
+  check_idle(loop, op);
+  op->buf = buf;
+  op->len = len;
+  op->flags = flags;
+  op->msg_flags = 0;
+  op->kind = CLOOP_OP_RECVMSG; /* before prepare, which reads it */
+  cloop__op_msg_prepare(op);
+  return start(loop, op, CLOOP_OP_RECVMSG, fd, fn, data);
+}
+
+int cloop_op_sendmsg(cloop_loop *loop, cloop_op *op, int fd, const void *buf,
+                     size_t len, const struct sockaddr *addr,
+                     socklen_t addrlen, int flags, cloop_op_fn fn,
+                     void *data) {
+  check_idle(loop, op);
+  if (addr && (addrlen == 0 || addrlen > sizeof op->addr))
+    return -EINVAL;
+  op->addrlen = addr ? addrlen : 0;
+  if (addr)
+    memcpy(&op->addr, addr, addrlen);
+  op->buf = (void *)buf;
+  op->len = len;
+  op->flags = flags;
+  op->kind = CLOOP_OP_SENDMSG;
+  cloop__op_msg_prepare(op);
+  return start(loop, op, CLOOP_OP_SENDMSG, fd, fn, data);
 }
 
 int cloop_op_accept(cloop_loop *loop, cloop_op *op, int fd, cloop_op_fn fn,

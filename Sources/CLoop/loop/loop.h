@@ -95,6 +95,8 @@ int cloop__connect_addr(cloop_loop *loop, cloop_connector *c,
 
 /* Ends an I/O operation with result and queues its callback (io.c). */
 void cloop__op_complete(cloop_op *op, int result);
+/* Points a recvmsg/sendmsg op's msghdr at its buffer and address (io.c). */
+void cloop__op_msg_prepare(cloop_op *op);
 
 /* ---- the timer heap (heap.c) ------------------------------------------ */
 

@@ -45,7 +45,8 @@ static unsigned poll_events(int mask) {
 static const int needed_ops[] = {
     IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_ASYNC_CANCEL,
     IORING_OP_READ,     IORING_OP_ACCEPT,      IORING_OP_CONNECT,
-    IORING_OP_RECV,     IORING_OP_SEND,
+    IORING_OP_RECV,     IORING_OP_SEND,        IORING_OP_RECVMSG,
+    IORING_OP_SENDMSG,
 };
 
 static int check_ops(struct io_uring *ring) {

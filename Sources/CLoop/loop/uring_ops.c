@@ -1,4 +1,5 @@
-/* uring_ops.c -- io.c's I/O operations (accept, connect, recv, send) as
+/* uring_ops.c -- io.c's I/O operations (accept, connect, recv, send,
+ * recvmsg, sendmsg) as
  * io_uring's own requests (docs/io_uring.md, "I/O operations"). The
  * contract in short:
  *
@@ -117,6 +118,12 @@ static int ur_op_start(cloop_loop *loop, cloop_op *op) {
     break;
   case CLOOP_OP_SEND:
     io_uring_prep_send(sqe, op->fd, op->buf, len, flags | MSG_NOSIGNAL);
+    break;
+  case CLOOP_OP_RECVMSG: /* the msghdr is the op's: it outlives the SQE */
+    io_uring_prep_recvmsg(sqe, op->fd, &op->msg, (unsigned)flags);
+    break;
+  case CLOOP_OP_SENDMSG:
+    io_uring_prep_sendmsg(sqe, op->fd, &op->msg, (unsigned)flags | MSG_NOSIGNAL);
     break;
   case CLOOP_OP_ACCEPT:
     op->addrlen = sizeof op->addr;
