@@ -15,7 +15,24 @@ struct MisuseTests {
       try await MisuseTests.spawnFromTheMainActor()
     }
     let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-    #expect(text.contains("EventLoop.spawn: the closure is isolated to MainActor"))
+    #expect(text.contains("EventLoop.spawn was called from code isolated to MainActor"))
+    #expect(text.contains("inside EventLoop.run { ... }"))
+  }
+
+  /// Top-level code is the main actor's, and so is a fiber's closure
+  /// written there.
+  @MainActor static func spawnInsideAMainActorFiber() throws {
+    try EventLoop.runFiber { EventLoop.current!.spawn { 1 } }
+  }
+
+  @Test func spawningInAMainActorFiberStopsWithTheFibersFix() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try await MisuseTests.spawnInsideAMainActorFiber()
+    }
+    let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(text.contains("EventLoop.spawn was called from code isolated to MainActor"))
+    #expect(text.contains("in a fiber, move its code into a function"))
+    #expect(!text.contains("EventLoop.run {"))
   }
 
   @Test func sleepOutsideALoopStops() async {
@@ -33,6 +50,64 @@ struct MisuseTests {
       joinThread(t)
     }
     let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-    #expect(text.contains("from a thread that does not own it"))
+    #expect(text.contains("EventLoop.callSoon was called on a thread that is not its loop's"))
+  }
+
+  @Test func writingToAConnectionFromADetachedTaskStops() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try EventLoop.run {
+        let listener = try TCPListener(host: "127.0.0.1", port: 0)
+        let connection = try await TCPConnection.connect(host: "127.0.0.1", port: listener.port)
+        let box = LoopThreadBox(connection)  // what Swift 6 lets through unchecked
+        await Task.detached { try? await box.value.write("hello") }.value
+      }
+    }
+    let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(text.contains("TCPConnection.write was called on a thread that is not its loop's"))
+    #expect(text.contains("use them from tasks on that loop (loop.spawn"))
+    #expect(text.contains("loop.threadSafeHandle"))
+  }
+
+  @Test func readingAFutureFromAnotherThreadStops() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try EventLoop.run {
+        let future = LoopThreadBox(Future<Int>())
+        joinThread(startThread { _ = future.value.isDone })
+      }
+    }
+    let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(text.contains("Future.isDone was called on a thread that is not its loop's"))
+  }
+
+  @Test func awaitingATaskHandleFromAPlainTaskNamesTaskHandleValue() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      try EventLoop.run {
+        let handle = LoopThreadBox(EventLoop.current!.spawn { 1 })
+        await Task { _ = try? await handle.value.value }.value  // Task {} leaves the loop
+      }
+    }
+    let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(text.contains("TaskHandle.value was called on a thread that is not its loop's"))
+  }
+
+  /// Deep enough to run through any fiber stack; each frame keeps 512
+  /// bytes of its own, which the optimizer cannot drop.
+  @inline(never) static func recurse(_ depth: Int) -> Int {
+    var frame = (Int64(depth), Int64(0), Int64(0), Int64(0), Int64(0), Int64(0), Int64(0), Int64(0))
+    var frames = (frame, frame, frame, frame, frame, frame, frame, frame)
+    withUnsafeMutableBytes(of: &frames) { $0[0] = UInt8(truncatingIfNeeded: depth) }
+    frame.1 = Int64(depth == 0 ? 0 : recurse(depth - 1))
+    return Int(frame.1) + withUnsafeBytes(of: &frames) { Int($0[1]) }
+  }
+
+  @Test func aFiberStackOverflowGivesSwiftAdvice() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      let loop = try EventLoop()
+      _ = try loop.runFiber { MisuseTests.recurse(1_000_000) }
+    }
+    let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(text.contains("stack overflow in task 'main'"))
+    #expect(text.contains("keep large values and deep recursion out of fibers"))
+    #expect(!text.contains("cloop_options"))
   }
 }

@@ -6,7 +6,7 @@
 /// existential costs a witness-table call.
 protocol AnyFuture: AnyObject {
   /// `true` once completed.
-  var isDone: Bool { get }
+  var isComplete: Bool { get }
   /// `true` once completed with an error or a cancellation.
   var hasFailed: Bool { get }
   /// Runs `observer(succeeded)` on completion (at once if complete).

@@ -28,7 +28,10 @@ extension EventLoop {
     // never start (and off the loop's thread its waits could not work).
     // Stop with a message rather than hang.
     if let actor = isolation, (actor.unownedExecutor.asSerialExecutor() as? EventLoop) !== self {
-      misuse("EventLoop.spawn: the closure is isolated to \(type(of: actor)) (written in top-level code or in that actor's code), not to the loop; spawn from async code running on the loop, e.g. inside EventLoop.run { ... }")
+      let fix = isInFiber
+        ? "in a fiber, move its code into a function (a function is not isolated to an actor, even in main.swift) and call that from the fiber's closure"
+        : "call it from async code running on the loop, e.g. inside EventLoop.run { ... }, whose closure is not isolated to an actor"
+      misuse("EventLoop.spawn was called from code isolated to \(type(of: actor)) (top-level code, or that actor's code), not to the loop; \(fix)")
     }
     spawnCount += 1
     let state = SpawnedTask<Value>(loop: self, name: name, number: spawnCount)

@@ -34,7 +34,7 @@ extension Future {
   /// thread only.
   public var result: Result<Value, any Error>? {
     loop.checkThread("Future.result")
-    guard isDone else { return nil }
+    guard isComplete else { return nil }
     return Result { try takeValue() }
   }
 }

@@ -69,10 +69,17 @@ public final class Future<Value> {
   }
 
   /// `true` once completed (with a value, an error or a cancellation).
-  public var isDone: Bool { state != .pending }
+  public var isDone: Bool {
+    loop.checkThread("Future.isDone")
+    return state != .pending
+  }
+
+  /// ``isDone`` without the thread check, for this module's loop-side code.
+  var isComplete: Bool { state != .pending }
 
   /// `true` if completed by ``cancel()``.
   public var isCancelled: Bool {
+    loop.checkThread("Future.isCancelled")
     if let error { return Self.isCancellation(error) }
     return false
   }
@@ -81,7 +88,7 @@ public final class Future<Value> {
   /// if it was already complete, e.g. cancelled first. Loop thread only.
   @discardableResult
   public func succeed(_ value: Value) -> Bool {
-    loop.checkThread("Future completion")
+    loop.checkThread("Future.succeed(_:)")
     guard state == .pending else { return false }
     let slot = UnsafeMutablePointer<Value>.allocate(capacity: 1)
     slot.initialize(to: value)
@@ -94,7 +101,7 @@ public final class Future<Value> {
   /// Completes the future with `error`; awaiting it throws `error`.
   @discardableResult
   public func fail(_ error: any Error) -> Bool {
-    loop.checkThread("Future completion")
+    loop.checkThread("Future.fail(_:)")
     guard state == .pending else { return false }
     self.error = error
     state = .failed
@@ -121,8 +128,14 @@ public final class Future<Value> {
   /// (`nonisolated(nonsending)`: no executor hop on the way in; see
   /// `LoopWait.wait()`.)
   public nonisolated(nonsending) func get() async throws -> Value {
+    try await get("Future.value")
+  }
+
+  /// ``get()`` for the handles whose value is this future's: `operation`
+  /// is the call a misuse message names (`TaskHandle.value`).
+  nonisolated(nonsending) func get(_ operation: StaticString) async throws -> Value {
+    loop.checkThread(operation)
     if state == .pending {
-      loop.checkThread("Future.value")
       // Returns once the future is complete; throws if the wait was
       // interrupted first (cancellation, timeout).
       try await FutureWait(future: self, loop: loop).wait().get()

@@ -33,7 +33,7 @@ final class GatherCore {
     self.members = members
     cancelledByGather = Array(repeating: false, count: members.count)
     for (position, member) in members.enumerated() {
-      if member.future.isDone {
+      if member.future.isComplete {
         if member.future.hasFailed { failed = true }
         continue
       }
@@ -54,7 +54,7 @@ final class GatherCore {
   @discardableResult
   func cancelTheRest() -> [Int] {
     var cancelled: [Int] = []
-    for (position, member) in members.enumerated() where !member.future.isDone {
+    for (position, member) in members.enumerated() where !member.future.isComplete {
       cancelledByGather[position] = true
       member.work.cancel()
       cancelled.append(position)

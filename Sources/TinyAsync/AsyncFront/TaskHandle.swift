@@ -29,7 +29,10 @@ public final class TaskHandle<Value> {
   public var name: String { state.name }
 
   /// `true` once the task has finished (returned, thrown, or cancelled).
-  public var isDone: Bool { state.future.isDone }
+  public var isDone: Bool {
+    state.future.loop.checkThread("TaskHandle.isDone")
+    return state.future.isComplete
+  }
 
   /// The task's result: waits until it finishes. Throws what the task
   /// threw (``TinyAsyncError/cancelled`` if it was cancelled and stopped),
@@ -37,7 +40,7 @@ public final class TaskHandle<Value> {
   /// (the awaited task keeps running; so it does past a `withTimeout`
   /// around this: ``value(timeout:)`` cancels it).
   public nonisolated(nonsending) var value: Value {
-    get async throws { try await state.future.get() }
+    get async throws { try await state.future.get("TaskHandle.value") }
   }
 
   /// The task's result within `timeout` (asyncio's `wait_for`): if the task
@@ -48,10 +51,11 @@ public final class TaskHandle<Value> {
   /// passes gives its result. A task that ignores its cancellation is
   /// waited for (as asyncio does).
   public nonisolated(nonsending) func value(timeout: Duration) async throws -> Value {
+    state.future.loop.checkThread("TaskHandle.value(timeout:)")
     do {
       return try await withTimeout(timeout) { try await state.future.get() }
     } catch {
-      if isDone { return try await state.future.get() }
+      if state.future.isComplete { return try await state.future.get() }
       state.cancel()
       _ = try? await withShield { try await state.future.get() }
       throw error
@@ -62,6 +66,7 @@ public final class TaskHandle<Value> {
   /// next one) throws ``TinyAsyncError/cancelled``, and Swift's
   /// `Task.isCancelled` turns true in it. Any thread.
   public func cancel() {
+    state.future.loop.checkThread("TaskHandle.cancel()")
     state.cancel()
   }
 }

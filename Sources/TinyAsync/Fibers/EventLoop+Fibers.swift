@@ -90,7 +90,7 @@ extension EventLoop {
     let main = spawnFiber(name: "main", body)
     let cLoop = self.cLoop
     main.state.future.whenComplete { _ in cloop_stop(cLoop) }
-    while !main.isDone {
+    while !main.state.future.isComplete {
       let rc = cloop_run(cLoop)
       if rc < 0 { throw TinyAsyncError(code: rc) }
     }

@@ -39,7 +39,10 @@ public final class FiberHandle<Value> {
   public var name: String { state.name }
 
   /// `true` once the fiber has finished (returned, thrown, or cancelled).
-  public var isDone: Bool { state.future.isDone }
+  public var isDone: Bool {
+    state.future.loop.checkThread("FiberHandle.isDone")
+    return state.future.isComplete
+  }
 
   /// The fiber's result, from a fiber: parks the calling fiber until this
   /// one finishes. Throws what the fiber threw (``TinyAsyncError/cancelled``
@@ -50,7 +53,7 @@ public final class FiberHandle<Value> {
   /// finished it answers anywhere.
   @available(*, noasync, message: "in async code, use try await handle.value")
   public func get() throws -> Value {
-    try state.future.get()
+    try state.future.get(inFiber: "FiberHandle.get()")
   }
 
   /// The fiber's result within `timeout`, from a fiber (asyncio's
@@ -62,10 +65,11 @@ public final class FiberHandle<Value> {
   /// leaves the fiber running.)
   @available(*, noasync, message: "in async code, use try await handle.value(timeout:)")
   public func get(timeout: Duration) throws -> Value {
+    state.future.loop.checkThread("FiberHandle.get(timeout:)")
     do {
       return try withTimeout(timeout) { try state.future.get() }
     } catch {
-      if isDone { return try state.future.get() }
+      if state.future.isComplete { return try state.future.get() }
       state.cancel()
       _ = try? withShield { try state.future.get() }
       throw error
@@ -75,10 +79,11 @@ public final class FiberHandle<Value> {
   /// The fiber's result within `timeout`, from async code: as
   /// ``get(timeout:)``, the fiber cancelled and awaited on expiry.
   public func value(timeout: Duration) async throws -> Value {
+    state.future.loop.checkThread("FiberHandle.value(timeout:)")
     do {
       return try await withTimeout(timeout) { try await state.future.get() }
     } catch {
-      if isDone { return try await state.future.get() }
+      if state.future.isComplete { return try await state.future.get() }
       state.cancel()
       _ = try? await withShield { try await state.future.get() }
       throw error
@@ -88,7 +93,7 @@ public final class FiberHandle<Value> {
   /// The fiber's result, from async code: parks the Swift task until the
   /// fiber finishes (see ``value``).
   public func get() async throws -> Value {
-    try await state.future.get()
+    try await state.future.get("FiberHandle.get()")
   }
 
   /// The fiber's result, from async code. Throws what the fiber threw, or
@@ -96,7 +101,7 @@ public final class FiberHandle<Value> {
   /// (the fiber keeps running; so it does past a `withTimeout` around this:
   /// ``value(timeout:)`` cancels it). In a fiber, call ``get()``.
   public var value: Value {
-    get async throws { try await state.future.get() }
+    get async throws { try await state.future.get("FiberHandle.value") }
   }
 
   /// Requests cancellation: the suspension the fiber is parked in (or its

@@ -39,10 +39,16 @@ extension Future {
   /// one outside a fiber stops the program with a message.
   @available(*, noasync, message: "in async code, use try await future.value")
   public func get() throws -> Value {
-    if isDone { return try takeValue() }
-    loop.checkThread("Future.get")
+    try get(inFiber: "Future.get()")
+  }
+
+  /// The fiber form of ``get()`` for the handles whose value is this
+  /// future's: `operation` is the call a misuse message names.
+  func get(inFiber operation: StaticString) throws -> Value {
+    loop.checkThread(operation)
+    if isComplete { return try takeValue() }
     let cFuture = cFutureForFiber()
-    try fiberCall("Future.get()") { cloop_await(cFuture, nil) }
+    try fiberCall(operation) { cloop_await(cFuture, nil) }
     return try takeValue()
   }
 }

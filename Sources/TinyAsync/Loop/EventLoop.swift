@@ -83,7 +83,18 @@ public final class EventLoop {
     threadSafeQueue.owner = self
     readyQueue.owner = self
     cloop_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
+    _ = Self.overflowAdviceSet
   }
+
+  /// The advice of the C core's stack overflow report, in Swift's terms:
+  /// its default names `cloop_options.stack_size`, which Swift code cannot
+  /// set. Process-wide; set once (a static's lazy initializer), before the
+  /// first loop can run a fiber. A literal: it stays valid for good.
+  private static let overflowAdviceSet: Void = {
+    let advice: StaticString =
+      "keep large values and deep recursion out of fibers: an Array keeps its elements on the heap, and a Swift task (loop.spawn) runs on the thread's own stack"
+    cloop_set_overflow_advice(UnsafeRawPointer(advice.utf8Start).assumingMemoryBound(to: CChar.self))
+  }()
 
   /// A loop on a manual clock starting at `start` (tests): ``now`` moves
   /// only by ``advanceClock(by:)`` and, when the loop would wait for its
@@ -114,7 +125,10 @@ public final class EventLoop {
       while threadSafeQueue.isScheduled { _ = cloop_run_once(cLoop, -1) }
       cloop_unref(cLoop)
     }
-    while refCount > 0 { unref() }
+    while refCount > 0 {
+      refCount -= 1
+      cloop_unref(cLoop)
+    }
     let rc = cloop_loop_free(cLoop)
     ensure(rc == 0, "cloop_loop_free: \(TinyAsyncError(code: rc))")
   }
@@ -127,6 +141,7 @@ public final class EventLoop {
   /// error and stops the program (as does using the loop from another thread).
   /// - Throws: ``TinyAsyncError`` if polling fails.
   public func run() throws(TinyAsyncError) {
+    checkThread("EventLoop.run()")
     let rc = cloop_run(cLoop)
     if rc < 0 { throw TinyAsyncError(code: rc) }
   }
@@ -137,6 +152,7 @@ public final class EventLoop {
   /// - Throws: ``TinyAsyncError`` if polling fails.
   @discardableResult
   public func runOnce(timeout: Duration? = nil) throws(TinyAsyncError) -> Bool {
+    checkThread("EventLoop.runOnce(timeout:)")
     let rc = cloop_run_once(cLoop, timeout.map { max(0, $0.saturatingNanoseconds) } ?? -1)
     if rc < 0 { throw TinyAsyncError(code: rc) }
     return rc > 0
@@ -145,6 +161,7 @@ public final class EventLoop {
   /// Makes ``run()`` return after the current iteration's batch of
   /// callbacks; what is still scheduled stays scheduled for the next run.
   public func stop() {
+    checkThread("EventLoop.stop()")
     cloop_stop(cLoop)
   }
 
@@ -152,12 +169,14 @@ public final class EventLoop {
   /// thread will still use ``threadSafeHandle``. Balance each with
   /// ``unref()``; references still held when the loop goes away are dropped.
   public func ref() {
+    checkThread("EventLoop.ref()")
     refCount += 1
     cloop_ref(cLoop)
   }
 
   /// Drops a reference taken with ``ref()``.
   public func unref() {
+    checkThread("EventLoop.unref()")
     ensure(refCount > 0, "EventLoop.unref() without a matching ref()")
     refCount -= 1
     cloop_unref(cLoop)
@@ -175,11 +194,13 @@ public final class EventLoop {
   /// loop.callLater(.milliseconds(20)) { print("after \(loop.now - start)") }
   /// ```
   public var now: Duration {
-    .nanoseconds(Int64(clamping: cloop_now(cLoop)))
+    checkThread("EventLoop.now")
+    return .nanoseconds(Int64(clamping: cloop_now(cLoop)))
   }
 
   /// Refreshes ``now`` from the system clock, e.g. after a long callback.
   public func updateTime() {
+    checkThread("EventLoop.updateTime()")
     cloop_update_time(cLoop)
   }
 
@@ -213,7 +234,8 @@ public final class EventLoop {
 
   /// Number of timers waiting for their deadline.
   public var pendingTimerCount: Int {
-    cloop_timer_count(cLoop)
+    checkThread("EventLoop.pendingTimerCount")
+    return cloop_timer_count(cLoop)
   }
 
   /// A `Sendable` handle through which any thread can queue closures on
@@ -310,8 +332,18 @@ extension EventLoop {
     return loop
   }
 
+  /// Stops the program unless the caller is on this loop's thread; every
+  /// public entry of a loop-confined type starts with it. The cost on the
+  /// loop's thread is one C call that compares the loop's owner with a
+  /// thread-local address (`cloop_loop_is_owner`); the message is built
+  /// only on failure, out of line.
   @inline(__always)
   func checkThread(_ operation: StaticString) {
-    ensure(isOnLoopThread, "\(operation): an EventLoop is used from a thread that does not own it (use threadSafeHandle)")
+    if !isOnLoopThread { Self.wrongThread(operation) }
+  }
+
+  @inline(never)
+  static func wrongThread(_ operation: StaticString) -> Never {
+    misuse("\(operation) was called on a thread that is not its loop's: a loop's objects belong to the thread that runs it; use them from tasks on that loop (loop.spawn, not Task {} or Task.detached, which run elsewhere), or hop there with loop.threadSafeHandle")
   }
 }

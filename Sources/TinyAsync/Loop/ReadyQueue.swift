@@ -146,9 +146,7 @@ final class ReadyQueue {
   /// gone there is nothing to check against (and nothing left to cancel).
   @inline(__always)
   func checkThread(_ operation: StaticString) {
-    if !isClosed {
-      ensure(cloop_loop_is_owner(cLoop) != 0, "\(operation): used from a thread that does not own its EventLoop")
-    }
+    if !isClosed && cloop_loop_is_owner(cLoop) == 0 { EventLoop.wrongThread(operation) }
   }
 
   /// The entry numbered `seq`, if it is still queued.

@@ -139,7 +139,10 @@ public final class SignalStream {
   }
 
   /// `true` once ``close()`` was called.
-  public var isClosed: Bool { watchers.isEmpty }
+  public var isClosed: Bool {
+    loop.checkThread("SignalStream.isClosed")
+    return watchers.isEmpty
+  }
 
   /// The next arrival, waiting for one; `nil` once the stream is closed.
   ///
@@ -147,7 +150,7 @@ public final class SignalStream {
   ///   (an arrival is kept for the next call).
   public func next() async throws(TinyAsyncError) -> Signal? {
     loop.checkThread("SignalStream.next()")
-    if isClosed, arrivals.isEmpty { return nil }
+    if watchers.isEmpty, arrivals.isEmpty { return nil }
     let signal = try await arrivals.get()
     return closedMark(signal)
   }
@@ -157,7 +160,7 @@ public final class SignalStream {
   @available(*, noasync, message: "in async code, use try await next() or for try await")
   public func next() throws(TinyAsyncError) -> Signal? {
     loop.checkThread("SignalStream.next()")
-    if isClosed, arrivals.isEmpty { return nil }
+    if watchers.isEmpty, arrivals.isEmpty { return nil }
     let signal = try arrivals.get()
     return closedMark(signal)
   }

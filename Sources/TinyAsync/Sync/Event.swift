@@ -42,7 +42,10 @@ public final class Event {
   }
 
   /// `true` once ``set()`` until ``clear()``.
-  public var isSet: Bool { cloop_event_is_set(cEvent) != 0 }
+  public var isSet: Bool {
+    loop.checkThread("Event.isSet")
+    return cloop_event_is_set(cEvent) != 0
+  }
 
   /// Sets the event and wakes every task and fiber waiting for it, in the
   /// order they began to wait. Does nothing if it is set. Loop thread only;

@@ -54,7 +54,10 @@ public final class Lock {
   }
 
   /// `true` while someone holds the lock.
-  public var isLocked: Bool { cloop_lock_locked(cLock) != 0 }
+  public var isLocked: Bool {
+    loop.checkThread("Lock.isLocked")
+    return cloop_lock_locked(cLock) != 0
+  }
 
   /// Takes the lock, waiting while another task or fiber holds it. Returns
   /// at once if it is free (nobody can be waiting then).

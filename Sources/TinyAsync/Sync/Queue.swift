@@ -63,7 +63,10 @@ public final class Queue<Element> {
   /// The elements in the queue now. (An element just handed to a waiting
   /// fiber is no longer counted, though its slot stays taken until the
   /// fiber runs.)
-  public var count: Int { cloop_queue_size(cQueue) }
+  public var count: Int {
+    loop.checkThread("Queue.count")
+    return cloop_queue_size(cQueue)
+  }
 
   /// `true` when ``count`` is 0.
   public var isEmpty: Bool { count == 0 }

@@ -50,7 +50,10 @@ public final class Semaphore {
   }
 
   /// The permits free now (0 while anyone waits).
-  public var value: Int { cloop_semaphore_value(cSemaphore) }
+  public var value: Int {
+    loop.checkThread("Semaphore.value")
+    return cloop_semaphore_value(cSemaphore)
+  }
 
   /// Takes a permit, waiting while none is free. Returns at once if one is
   /// (nobody can be waiting then).

@@ -169,6 +169,7 @@ public final class TCPConnection {
   func beginRead(
     _ goal: BufferedRead.Goal, max: Int, _ operation: StaticString
   ) throws(TinyAsyncError) -> BufferedRead {
+    loop.checkThread(operation)
     if case .through(let delimiter) = goal { ensure(!delimiter.isEmpty, "\(operation) needs a delimiter") }
     ensure(max > 0, "\(operation) needs max > 0")
     guard fd >= 0 else { throw .closed }
@@ -195,6 +196,7 @@ public final class TCPConnection {
   ///   ``TinyAsyncError/closed``, ``TinyAsyncError/cancelled``,
   ///   ``TinyAsyncError/timedOut``; how much went out before is unknown.
   public func write(_ bytes: some Collection<UInt8>) async throws(TinyAsyncError) {
+    loop.checkThread("TCPConnection.write")
     guard fd >= 0 else { throw .closed }
     ensure(!isWriting, "TCPConnection.write: another task is writing this TCPConnection")
     isWriting = true
@@ -269,6 +271,7 @@ public final class TCPConnection {
   /// - Throws: ``TinyAsyncError/closed`` after ``close()``; a system error
   ///   (e.g. `ENOTCONN`) from `shutdown(2)`.
   public func shutdown() throws(TinyAsyncError) {
+    loop.checkThread("TCPConnection.shutdown()")
     guard fd >= 0 else { throw .closed }
     _ = try TinyAsyncError.check(cloop_sock_shutdown(fd, Int32(SHUT_WR)))
   }
@@ -278,6 +281,7 @@ public final class TCPConnection {
   /// Unread buffered bytes are dropped. Closing again does nothing; the
   /// connection closes itself when it goes away.
   public func close() {
+    loop.checkThread("TCPConnection.close()")
     guard fd >= 0 else { return }
     let fd = self.fd
     self.fd = -1
@@ -285,7 +289,10 @@ public final class TCPConnection {
   }
 
   /// `true` once ``close()`` was called.
-  public var isClosed: Bool { fd < 0 }
+  public var isClosed: Bool {
+    loop.checkThread("TCPConnection.isClosed")
+    return fd < 0
+  }
 
   /// The bytes read from the socket and not yet handed out (what the next
   /// read returns first). A server that stops gracefully can tell by it
@@ -300,7 +307,7 @@ public final class TCPConnection {
   /// - Throws: ``TinyAsyncError/closed`` after ``close()``.
   public var localAddress: SocketAddress {
     get throws(TinyAsyncError) {
-      try address { fd, sa, length in getsockname(fd, sa, length) }
+      try address("TCPConnection.localAddress") { fd, sa, length in getsockname(fd, sa, length) }
     }
   }
 
@@ -309,14 +316,15 @@ public final class TCPConnection {
   ///   once the peer is gone.
   public var remoteAddress: SocketAddress {
     get throws(TinyAsyncError) {
-      try address { fd, sa, length in getpeername(fd, sa, length) }
+      try address("TCPConnection.remoteAddress") { fd, sa, length in getpeername(fd, sa, length) }
     }
   }
 
   private func address(
+    _ operation: StaticString,
     _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
   ) throws(TinyAsyncError) -> SocketAddress {
-    loop.checkThread("TCPConnection address")
+    loop.checkThread(operation)
     guard fd >= 0 else { throw .closed }
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -346,6 +354,7 @@ public final class TCPConnection {
   /// - Throws: ``TinyAsyncError/closed`` after ``close()``.
   public var localPort: Int {
     get throws(TinyAsyncError) {
+      loop.checkThread("TCPConnection.localPort")
       guard fd >= 0 else { throw .closed }
       return Int(try TinyAsyncError.check(cloop_sock_port(fd)))
     }
@@ -356,6 +365,7 @@ public final class TCPConnection {
   ///   once the peer is gone.
   public var remotePort: Int {
     get throws(TinyAsyncError) {
+      loop.checkThread("TCPConnection.remotePort")
       guard fd >= 0 else { throw .closed }
       var storage = sockaddr_storage()
       var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

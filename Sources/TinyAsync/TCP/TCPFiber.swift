@@ -111,6 +111,7 @@ extension TCPConnection {
   @available(*, noasync, message: "in async code, use try await write(_:)")
   public func write(_ bytes: some Collection<UInt8>) throws(TinyAsyncError) {
     requireFiber("TCPConnection.write(_:)")
+    loop.checkThread("TCPConnection.write(_:)")
     guard fd >= 0 else { throw .closed }
     ensure(!isWriting, "TCPConnection.write: another task or fiber is writing this TCPConnection")
     isWriting = true
@@ -143,6 +144,7 @@ extension TCPListener {
   @available(*, noasync, message: "in async code, use try await accept() or for try await ... in listener")
   public func accept() throws(TinyAsyncError) -> TCPConnection {
     requireFiber("TCPListener.accept()")
+    loop.checkThread("TCPListener.accept()")
     guard fd >= 0 else { throw .closed }
     ensure(!isAccepting, "TCPListener.accept: another task or fiber is accepting on this listener")
     if !kept.isEmpty { return TCPConnection(fd: kept.removeFirst(), loop: loop) }

@@ -132,6 +132,7 @@ public final class TCPListener {
   ///   ``TinyAsyncError/outOfMemory`` after a 10 ms pause, so a loop that
   ///   retries does not spin.
   public func accept() async throws(TinyAsyncError) -> TCPConnection {
+    loop.checkThread("TCPListener.accept()")
     guard fd >= 0 else { throw .closed }
     ensure(!isAccepting, "TCPListener.accept: another task is accepting on this listener")
     if !kept.isEmpty { return TCPConnection(fd: kept.removeFirst(), loop: loop) }
@@ -170,6 +171,7 @@ public final class TCPListener {
   /// ``TinyAsyncError/closed`` (an iteration ends). Connections already
   /// accepted stay open. Closing again does nothing.
   public func close() {
+    loop.checkThread("TCPListener.close()")
     guard fd >= 0 else { return }
     let fd = self.fd
     self.fd = -1
@@ -179,7 +181,10 @@ public final class TCPListener {
   }
 
   /// `true` once ``close()`` was called.
-  public var isClosed: Bool { fd < 0 }
+  public var isClosed: Bool {
+    loop.checkThread("TCPListener.isClosed")
+    return fd < 0
+  }
 }
 
 @available(*, unavailable, message: "a TCPListener belongs to its loop's thread")
