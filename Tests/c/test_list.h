@@ -264,3 +264,9 @@ TEST_POLL(udp_cancel_and_timeout_of_parked_recv)
 TEST(udp_broadcast_option)
 TEST(udp_multicast_join_leave)
 TEST(udp_address_parsing)
+
+/* test_uring_recv.c */
+TEST(uring_recv_ring_runs_dry_nothing_lost)
+TEST(uring_recv_lower_tier_without_multishot)
+TEST(uring_recv_unread_bytes_pause_then_flow)
+TEST(uring_recv_peek_read_and_eof)

@@ -132,13 +132,10 @@ static ssize_t net_recv(cloop_task *t, net_op *n, int fd, void *buf,
                                        op_done, n));
   }
   for (;;) {
-    ssize_t k = recv(fd, buf, len, flags | MSG_DONTWAIT);
-    if (k >= 0)
+    /* Through the loop: on io_uring the bytes may wait in its queue. */
+    ssize_t k = cloop__recv_now(t->loop, fd, buf, len, flags);
+    if (k != -EAGAIN)
       return k;
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return -errno;
     /* Wait for data without handing the moving buffer to the loop. */
     op_prepare(t, n);
     r = op_wait(t, n, KIND_OP, cloop_op_recv(t->loop, &n->u.op, fd, n->scratch, 1,
@@ -183,13 +180,9 @@ static ssize_t consume(cloop_task *t, net_op *n, int fd, char *buf,
                        size_t len) {
   size_t got = 0;
   while (got < len) {
-    ssize_t k = recv(fd, buf + got, len - got, MSG_DONTWAIT);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    ssize_t k = cloop__recv_now(t->loop, fd, buf + got, len - got, 0);
+    if (k == -EAGAIN)
       k = net_recv(t, n, fd, buf + got, len - got, 0);
-    else if (k < 0)
-      k = -errno;
     if (k < 0)
       return k;
     if (k == 0)

@@ -183,6 +183,8 @@ static int attempt(cloop_op *op) {
 void cloop__fd_fresh(cloop_loop *loop, int fd) {
   if (fd < 0 || fd >= loop->nfds)
     return;
+  if (loop->io && loop->io->forget_fd)
+    loop->io->forget_fd(loop, fd);
   for (int side = 0; side < 2; side++) {
     cloop__interest *in = loop->fds[fd].interest[side];
     if (in && !in->op)
@@ -358,6 +360,21 @@ int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
   return start(loop, op, CLOOP_OP_CONNECT, fd, fn, data);
 }
 
+ssize_t cloop__recv_now(cloop_loop *loop, int fd, void *buf, size_t len, int flags) {
+  if (loop->io && loop->io->recv_now) {
+    ssize_t r = loop->io->recv_now(loop, fd, buf, len, flags);
+    if (r != CLOOP__NOT_HELD)
+      return r;
+  }
+  for (;;) {
+    ssize_t k = recv(fd, buf, len, flags | MSG_DONTWAIT);
+    if (k >= 0)
+      return k;
+    if (errno != EINTR)
+      return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
 /* Ends op now with result; its callback follows on the ready ring. */
 static int finish_early(cloop_loop *loop, cloop_op *op, int result) {
   if (op->state != OP_IN_FLIGHT)
@@ -388,6 +405,8 @@ int cloop_close_fd(cloop_loop *loop, int fd) {
       finish_early(loop, s->op_in, -EBADF);
     if (s->op_out)
       finish_early(loop, s->op_out, -EBADF);
+    if (loop->io && loop->io->forget_fd)
+      loop->io->forget_fd(loop, fd);
     for (int side = 0; side < 2; side++)
       if (s->interest[side])
         drop_interest(loop, s->interest[side]);

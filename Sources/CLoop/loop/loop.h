@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "cloop.h"
@@ -70,7 +71,21 @@ typedef struct cloop__poller_ops {
 typedef struct cloop__io_ops {
   int (*start)(cloop_loop *loop, cloop_op *op);
   void (*cancel)(cloop_loop *loop, cloop_op *op);
+  /* fd is being closed, or its number was handed out again: drop what the
+     backend keeps for it between operations (after its ops have ended). */
+  void (*forget_fd)(cloop_loop *loop, int fd);
+  /* A receive that does not wait, from what the backend holds for fd;
+     CLOOP__NOT_HELD when it holds nothing (then recv(2) may run). */
+  ssize_t (*recv_now)(cloop_loop *loop, int fd, void *buf, size_t len, int flags);
 } cloop__io_ops;
+
+#define CLOOP__NOT_HELD (-((ssize_t)1 << 40)) /* below every -errno */
+
+/* A receive that does not wait (io.c): the bytes the backend holds for fd
+   (io_uring's stream queue) first, else recv(2) with MSG_DONTWAIT.
+   Returns the count, 0 at end of stream, -EAGAIN, or -errno. Whatever
+   reads a socket that has had recv operations reads it through this. */
+ssize_t cloop__recv_now(cloop_loop *loop, int fd, void *buf, size_t len, int flags);
 
 extern const cloop__poller_ops cloop__epoll_ops;
 extern const cloop__poller_ops cloop__uring_ops;

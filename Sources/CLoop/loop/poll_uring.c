@@ -115,7 +115,9 @@ static int ur_init(cloop_loop *loop) {
 static void ur_close(cloop_loop *loop) {
   struct cloop__uring *u = U;
   cloop__uring_ops_close(loop);
+  cloop__uring_streams_close(loop);
   io_uring_queue_exit(&u->ring); /* cancels every request still in it */
+  cloop__uring_bufs_free(u);
   free(u->ops);
   close(u->wakefd);
   free(u->slots);
@@ -272,7 +274,9 @@ static void queue_rechecks(cloop_loop *loop) {
 static int complete(cloop_loop *loop, uint64_t data, int res, unsigned flags) {
   struct cloop__uring *u = U;
   if (data & OP_BIT)
-    return cloop__uring_op_completed(loop, data, res);
+    return (uint32_t)data & STREAM_BIT
+               ? cloop__uring_stream_completed(loop, data, res, flags)
+               : cloop__uring_op_completed(loop, data, res);
   uint32_t fd = (uint32_t)data, gen = (uint32_t)(data >> 32);
   if (fd == TAG_FD) {
     if (data == WAKE_TAG) {

@@ -25,6 +25,10 @@
 #define KEY(fd, gen) ((uint64_t)(gen) << 32 | (uint32_t)(fd))
 #define OP_KEY(i, gen) (OP_BIT | (uint64_t)(gen) << 32 | (uint32_t)(i))
 #define NEXT_GEN(g) (((g) + 1) & GEN_MASK)
+/* A stream's multishot receive (uring_recv.c): OP_BIT, and STREAM_BIT in
+   the low word, which no operation slot reaches, then the fd. */
+#define STREAM_BIT 0x80000000u
+#define STREAM_KEY(fd, gen) (OP_BIT | (uint64_t)(gen) << 32 | STREAM_BIT | (uint32_t)(fd))
 #define WAKE_TAG KEY(TAG_FD, 0)   /* the eventfd read */
 #define IGNORE_TAG KEY(TAG_FD, 1) /* a failed cancel: nothing to do */
 
@@ -51,6 +55,27 @@ typedef struct opslot {
 
 #define NO_SLOT UINT32_MAX
 
+/* Received bytes waiting for a reader: a provided buffer, partly read. */
+typedef struct ur_chunk {
+  uint16_t bid;   /* the buffer's id in the ring */
+  uint32_t off;   /* bytes already read from it */
+  uint32_t len;   /* bytes the kernel put in it */
+} ur_chunk;
+
+/* One socket's receiving side (uring_recv.c), indexed by fd. */
+typedef struct ur_stream {
+  uint32_t gen;      /* its multishot's generation, bumped when forgotten */
+  uint8_t armed;     /* a multishot receive is in the kernel */
+  uint8_t paused;    /* its cancel is queued: too many unread buffers */
+  uint8_t ended;     /* end of stream or an error came: see end */
+  uint8_t kind;      /* SOCK_STREAM or not, asked once (uring_recv.c) */
+  uint64_t arm_pos;  /* the latest arm's SQE, counted as opslot.sq_pos */
+  int end;           /* what a receive returns once the queue is empty */
+  cloop_op *waiter;  /* the recv operation waiting for bytes, or NULL */
+  ur_chunk *q;       /* the queue, a ring of qcap (a power of two) */
+  uint32_t qhead, qtail, qcap;
+} ur_stream;
+
 struct cloop__uring {
   struct io_uring ring;
   slot *slots; /* indexed by fd */
@@ -69,6 +94,14 @@ struct cloop__uring {
   uint32_t nlive;      /* operations in flight */
   uint64_t sq_done;    /* SQEs the kernel has taken, counted since set-up;
                           its low 32 bits are the SQ's head when last read */
+  /* Stream receives (uring_recv.c). */
+  ur_stream *streams;  /* indexed by fd */
+  int nstreams;
+  int br_state;        /* the buffer ring: 0 not tried, 1 set up, -1 none */
+  int multishot_broken; /* the kernel refused a multishot receive */
+  struct io_uring_buf_ring *br;
+  char *bufs;          /* the ring's buffers, one block */
+  uint32_t bufs_out;   /* buffers taken by the kernel, not yet given back */
 };
 
 #define U (loop->poller.uring)
@@ -97,5 +130,29 @@ int cloop__uring_has_sync_cancel(struct io_uring *ring);
 /* Before the ring closes: makes the kernel let go of the buffers of the
    operations still in flight (uring_ops.c). */
 void cloop__uring_ops_close(cloop_loop *loop);
+
+/* Starts op as one request of its own (uring_ops.c): the path of every
+   operation but a stream receive, and that one's fallback. */
+int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op);
+
+/* Returns once the kernel is done with the request of user_data key
+   (IORING_REGISTER_SYNC_CANCEL; uring_ops.c). */
+void cloop__uring_sync_cancel(struct cloop__uring *u, uint64_t key);
+
+/* Stream receives (uring_recv.c): a recv operation served from the
+   stream's multishot; whether op waits there, and its cancel; a stream
+   completion (user_data has STREAM_BIT); forgetting fd's stream (closed,
+   or its number handed out again); at close, the streams, then the
+   buffers once the ring is gone. */
+int cloop__uring_stream_recv(cloop_loop *loop, cloop_op *op);
+ssize_t cloop__uring_stream_recv_now(cloop_loop *loop, int fd, void *buf,
+                                     size_t len, int flags);
+int cloop__uring_stream_is_waiter(const cloop_op *op);
+void cloop__uring_stream_cancel(cloop_loop *loop, cloop_op *op);
+int cloop__uring_stream_completed(cloop_loop *loop, uint64_t data, int res,
+                                  unsigned flags);
+void cloop__uring_stream_forget(cloop_loop *loop, int fd);
+void cloop__uring_streams_close(cloop_loop *loop);
+void cloop__uring_bufs_free(struct cloop__uring *u);
 
 #endif

@@ -63,7 +63,7 @@ static cloop_op *op_release(cloop_loop *loop, uint32_t i) {
    The kernel never points into it, so it may move. */
 static int grow_ops(struct cloop__uring *u) {
   uint32_t n = u->nops ? u->nops * 2 : 64;
-  if (n <= u->nops || n >= NO_SLOT)
+  if (n <= u->nops || n > STREAM_BIT) /* slot numbers stay below STREAM_BIT */
     return -ENOMEM;
   opslot *ops = realloc(u->ops, (size_t)n * sizeof *ops);
   if (!ops)
@@ -87,14 +87,17 @@ int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res) {
     op_release(loop, i); /* the cancel took: io.c completes it */
     return 0;
   }
-  cloop__op_complete(op_release(loop, i), res);
+  cloop_op *op = op_release(loop, i);
+  if (op->kind == CLOOP_OP_ACCEPT && res >= 0)
+    cloop__uring_stream_forget(loop, res); /* a number reused behind our back */
+  cloop__op_complete(op, res);
   return 1;
 }
 
 
 /* ---- I/O operations: start and cancel ---------------------------------- */
 
-static int ur_op_start(cloop_loop *loop, cloop_op *op) {
+int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
   struct cloop__uring *u = U;
   int r;
   if (u->op_free == NO_SLOT && (r = grow_ops(u)) < 0)
@@ -143,10 +146,19 @@ static int ur_op_start(cloop_loop *loop, cloop_op *op) {
   return 0;
 }
 
+/* A receive on a socket is a stream receive (uring_recv.c), peeks too; the
+   rest, and receives with other flags or of no bytes, a request each. */
+static int ur_op_start(cloop_loop *loop, cloop_op *op) {
+  if (op->kind == CLOOP_OP_RECV && op->len > 0 &&
+      (op->flags & ~(MSG_DONTWAIT | MSG_PEEK)) == 0)
+    return cloop__uring_stream_recv(loop, op);
+  return cloop__uring_op_start_single(loop, op);
+}
+
 /* Waits until the kernel is done with the request of user_data key: after
    this, it is cancelled, or it had completed; either way its completion is
    in the CQ (or the CQ's overflow list). */
-static void sync_cancel(struct cloop__uring *u, uint64_t key) {
+void cloop__uring_sync_cancel(struct cloop__uring *u, uint64_t key) {
   struct io_uring_sync_cancel_reg reg;
   memset(&reg, 0, sizeof reg);
   reg.addr = key;
@@ -172,6 +184,10 @@ static int find_cqe(struct cloop__uring *u, uint64_t key, int *res) {
 
 static void ur_op_cancel(cloop_loop *loop, cloop_op *op) {
   struct cloop__uring *u = U;
+  if (cloop__uring_stream_is_waiter(op)) {
+    cloop__uring_stream_cancel(loop, op); /* nothing of it is in the kernel */
+    return;
+  }
   uint32_t i = (uint32_t)op->tag;
   if (i >= u->nops || u->ops[i].op != op ||
       op->tag != OP_KEY(i, u->ops[i].gen))
@@ -190,7 +206,7 @@ static void ur_op_cancel(cloop_loop *loop, cloop_op *op) {
     return;
   }
   s->cancelling = 1;
-  sync_cancel(u, op->tag);
+  cloop__uring_sync_cancel(u, op->tag);
   int res;
   if (find_cqe(u, op->tag, &res)) {
     /* Left in the CQ, and dropped there as stale once released. */
@@ -227,10 +243,12 @@ void cloop__uring_ops_close(cloop_loop *loop) {
      go of their buffers before the ring goes, as cancel ensures. */
   for (uint32_t i = 0; u->nlive && i < u->nops; i++)
     if (u->ops[i].op && !sqe_unsent(u, &u->ops[i]))
-      sync_cancel(u, OP_KEY(i, u->ops[i].gen));
+      cloop__uring_sync_cancel(u, OP_KEY(i, u->ops[i].gen));
 }
 
 const cloop__io_ops cloop__uring_io_ops = {
     .start = ur_op_start,
     .cancel = ur_op_cancel,
+    .forget_fd = cloop__uring_stream_forget,
+    .recv_now = cloop__uring_stream_recv_now,
 };
