@@ -40,7 +40,7 @@ public nonisolated(nonsending) func sleep(for duration: Duration) async throws(T
 /// Nothing interrupts the yield in flight, so the cancellation and the
 /// timeout it would have seen are checked on the way out, and it throws
 /// as an interrupted sleep does.
-private nonisolated(nonsending) func yieldToLoop(_ loop: EventLoop) async throws(TinyAsyncError) {
+nonisolated(nonsending) func yieldToLoop(_ loop: EventLoop) async throws(TinyAsyncError) {
   try checkInterruption()
   await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
     loop.readyQueue.yield(continuation)
