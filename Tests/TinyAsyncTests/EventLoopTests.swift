@@ -3,6 +3,17 @@ import Testing
 
 @Suite("EventLoop: callSoon, callLater, run")
 struct EventLoopTests {
+  @Test(arguments: [EventLoop.Backend.epoll, .ioUring])
+  func backendInfoNamesTheBackendAndItsTier(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    if backend == .epoll {
+      #expect(loop.backendInfo == "epoll")
+    } else {
+      #expect(loop.backendInfo.hasPrefix("io_uring ("))
+      #expect(loop.backendInfo.contains("TASKRUN"))
+    }
+  }
+
   @Test func callSoonRunsInOrderAndNestedCallsWaitAnIteration() throws {
     let loop = try EventLoop()
     var log: [String] = []

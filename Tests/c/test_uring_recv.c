@@ -247,3 +247,37 @@ TEST_IMPL(uring_recv_peek_read_and_eof) {
   ASSERT_EQ(cloop_loop_free(loop), 0);
   return 0;
 }
+
+/* cloop_loop_backend_info names the tier the ring runs, and the lower
+   tiers the environment asks for. */
+TEST_IMPL(uring_backend_info_names_the_tier) {
+  cloop_loop *loop;
+  cloop_options o;
+  cloop_options_init(&o);
+  o.backend = CLOOP_BACKEND_EPOLL;
+  ASSERT_EQ(cloop_loop_new(&loop, &o), 0);
+  ASSERT(strcmp(cloop_loop_backend_info(loop), "epoll") == 0);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+
+  LOOP_NEW(loop, backend);
+  const char *info = cloop_loop_backend_info(loop);
+  ASSERT(strncmp(info, "io_uring (", 10) == 0);
+  ASSERT(strstr(info, "COOP_TASKRUN") || strstr(info, "DEFER_TASKRUN"));
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+
+  ASSERT_EQ(setenv("CLOOP_URING_TIER", "3", 1), 0); /* this child only */
+  ASSERT_EQ(setenv("CLOOP_URING_MULTISHOT", "0", 1), 0);
+  LOOP_NEW(loop, backend);
+  int sv[2];
+  pair(sv);
+  char buf[4];
+  ASSERT_EQ(write(sv[1], "x", 1), 1);
+  ASSERT_EQ(recv_once(loop, sv[0], buf, sizeof buf, 0), 1);
+  info = cloop_loop_backend_info(loop);
+  ASSERT(strncmp(info, "io_uring (COOP_TASKRUN;", 23) == 0);
+  ASSERT(strstr(info, "no stream receives") || strstr(info, "on readiness"));
+  ASSERT_EQ(cloop_close_fd(loop, sv[0]), 0);
+  ASSERT_EQ(close(sv[1]), 0);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+  return 0;
+}

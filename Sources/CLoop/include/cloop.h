@@ -179,6 +179,16 @@ cloop_backend cloop_loop_backend(const cloop_loop *loop);
 /* "epoll" or "io_uring". */
 const char *cloop_backend_name(cloop_backend backend);
 
+/* What the loop's backend runs, for logs and bug reports: "epoll", or
+   "io_uring (" the ring's set-up tier -- SINGLE_ISSUER|DEFER_TASKRUN (Linux
+   6.1), SINGLE_ISSUER|COOP_TASKRUN (6.0) or COOP_TASKRUN (5.19) --, whether
+   the ring fd is registered, whether I/O operations are io_uring's own or
+   run on readiness, and whether socket receives are multishot into
+   provided buffers ")". The text stays valid until the next call on this
+   loop. CLOOP_URING_TIER=2 or 3 and CLOOP_URING_MULTISHOT=0 choose lower
+   tiers (for tests). Loop thread only. */
+const char *cloop_loop_backend_info(cloop_loop *loop);
+
 /* The loop whose cloop_run or cloop_run_once is running on this thread
    (the innermost, if one loop's callback runs another), or NULL. */
 cloop_loop *cloop_running_loop(void);

@@ -168,6 +168,11 @@ cloop_backend cloop_loop_backend(const cloop_loop *loop) {
   return loop->ops->backend;
 }
 
+const char *cloop_loop_backend_info(cloop_loop *loop) {
+  CLOOP__CHECK(loop, "cloop_loop_backend_info");
+  return loop->ops->info ? loop->ops->info(loop) : cloop_backend_name(loop->ops->backend);
+}
+
 const char *cloop_backend_name(cloop_backend backend) {
   switch (backend) {
   case CLOOP_BACKEND_EPOLL: return "epoll";

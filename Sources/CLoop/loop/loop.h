@@ -46,6 +46,7 @@
  */
 typedef struct cloop__poller_ops {
   cloop_backend backend;
+  const char *(*info)(cloop_loop *loop); /* cloop_loop_backend_info */
   int (*init)(cloop_loop *loop);
   void (*close)(cloop_loop *loop);
   int (*watch)(cloop_loop *loop, int fd, int old_mask, int new_mask);

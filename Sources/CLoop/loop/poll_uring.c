@@ -14,14 +14,15 @@
  * - watch() refuses regular files, directories and block devices (-EPERM,
  *   as epoll_ctl does); an fd closed while watched keeps its file until the
  *   watcher stops.
- * - Needs Linux 5.19 (SUBMIT_ALL | COOP_TASKRUN), takes SINGLE_ISSUER when
- *   there; the I/O operations need a synchronous cancel (6.0) and are left
+ * - Needs Linux 5.19 (SUBMIT_ALL | COOP_TASKRUN), takes SINGLE_ISSUER and
+ *   DEFER_TASKRUN when there, and registers the ring fd; the I/O operations need a synchronous cancel (6.0) and are left
  *   to io.c's readiness path without one. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -32,6 +33,8 @@
 #include "loop/uring.h"
 
 #define RECHECK_ROUNDS 3          /* extra rounds per poll, at most */
+#define DEFER_BATCH 16            /* this many completions in a round: the
+                                     kernel may have held some back */
 
 static unsigned poll_events(int mask) {
   return (mask & CLOOP_READABLE ? POLLIN : 0u) |
@@ -61,21 +64,41 @@ static int check_ops(struct io_uring *ring) {
   return r;
 }
 
-/* Sets up the ring with the best flags the kernel takes: each tier is
-   refused with EINVAL by kernels older than it. */
-static int setup_ring(struct io_uring *ring) {
-  static const unsigned tiers[] = {
-      IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-          IORING_SETUP_SINGLE_ISSUER,
-      IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-  };
+/* The ring's set-up tiers, best first; each is refused with EINVAL by
+   kernels older than it. Tier 1, DEFER_TASKRUN (6.1): the kernel runs
+   completions' task work only when the loop asks (IORING_ENTER_GETEVENTS,
+   which every poll does), never by interrupting it. Tiers 2 and 3,
+   COOP_TASKRUN (5.19): completions arriving while the loop runs callbacks
+   wait for its next system call. CLOOP_URING_TIER=2 or 3 starts lower
+   (the tests' lower tiers). */
+static const struct {
+  unsigned flags;
+  const char *name;
+} tiers[] = {
+    {IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+         IORING_SETUP_DEFER_TASKRUN,
+     "SINGLE_ISSUER|DEFER_TASKRUN"},
+    {IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+         IORING_SETUP_SINGLE_ISSUER,
+     "SINGLE_ISSUER|COOP_TASKRUN"},
+    {IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
+};
+#define NTIERS (int)(sizeof tiers / sizeof tiers[0])
+
+/* Sets up the ring with the best tier the kernel takes; *tier is its index. */
+static int setup_ring(struct io_uring *ring, int *tier) {
+  int first = 0;
+  const char *env = getenv("CLOOP_URING_TIER");
+  if (env && env[0] >= '1' && env[0] <= '0' + NTIERS && !env[1])
+    first = env[0] - '1';
   int r = -EINVAL;
-  for (size_t i = 0; i < sizeof tiers / sizeof tiers[0] && r == -EINVAL; i++) {
+  for (int i = first; i < NTIERS && r == -EINVAL; i++) {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = tiers[i] | IORING_SETUP_CQSIZE;
+    p.flags = tiers[i].flags | IORING_SETUP_CQSIZE;
     p.cq_entries = CQ_ENTRIES;
     r = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+    *tier = i;
   }
   if (r < 0)
     return r == -EINVAL ? -ENOSYS : r;
@@ -91,11 +114,14 @@ static int ur_init(cloop_loop *loop) {
   struct cloop__uring *u = calloc(1, sizeof *u);
   if (!u)
     return -ENOMEM;
-  int r = setup_ring(&u->ring);
+  int r = setup_ring(&u->ring, &u->tier);
   if (r < 0) {
     free(u);
     return r;
   }
+  /* The ring fd registered: io_uring_enter then skips the fd lookup (and
+     its reference count) on every call. A failure only costs that. */
+  u->ring_fd_registered = io_uring_register_ring_fd(&u->ring) == 1;
   /* Blocking: the read on the ring waits in the kernel, not in a retry. */
   u->wakefd = eventfd(0, EFD_CLOEXEC);
   if (u->wakefd < 0) {
@@ -393,6 +419,19 @@ static int ur_poll(cloop_loop *loop, int64_t timeout_ns) {
       timeout_ns = (int64_t)(deadline - now);
     }
   }
+  /* DEFER_TASKRUN: one io_uring_enter runs at most a batch of completions'
+     task work (IO_LOCAL_TW_DEFAULT_MAX, 20 in recent kernels) and leaves
+     the rest for the next. While a round brings that many, ask again at
+     once, so that a poll reports what is ready, as epoll_wait would. */
+  if (u->tier == 0) {
+    int got = n;
+    for (int round = 0; got >= DEFER_BATCH && round < 64; round++) {
+      if ((r = submit_and_wait(u, 0)) < 0)
+        return r;
+      got = cloop__uring_reap(loop);
+      n += got;
+    }
+  }
   /* Re-checks that met a wake-up in flight: that wake-up has posted by now,
      so the retry gets the poll and sees every direction. */
   for (int round = 0; u->nagain && round < RECHECK_ROUNDS; round++) {
@@ -432,7 +471,21 @@ static void ur_wake(cloop_loop *loop) {
 }
 
 
+/* "io_uring (TIER; registered ring fd; operations; stream receives)". */
+static const char *ur_info(cloop_loop *loop) {
+  struct cloop__uring *u = U;
+  snprintf(u->info, sizeof u->info, "io_uring (%s%s%s%s)", tiers[u->tier].name,
+           u->ring_fd_registered ? "; registered ring fd" : "",
+           loop->io ? "; io_uring operations" : "; operations on readiness",
+           !loop->io ? ""
+           : u->br_state < 0 || u->multishot_broken ? "; no stream receives"
+           : u->br_state > 0 ? "; stream receives (512 x 16 KiB buffers)"
+                             : "; stream receives (buffers at the first receive)");
+  return u->info;
+}
+
 const cloop__poller_ops cloop__uring_ops = {
+    .info = ur_info,
     .backend = CLOOP_BACKEND_URING,
     .init = ur_init,
     .close = ur_close,

@@ -94,6 +94,9 @@ struct cloop__uring {
   uint32_t nlive;      /* operations in flight */
   uint64_t sq_done;    /* SQEs the kernel has taken, counted since set-up;
                           its low 32 bits are the SQ's head when last read */
+  int tier;            /* the set-up tier (poll_uring.c): 0 is the best */
+  int ring_fd_registered;
+  char info[160];      /* cloop_loop_backend_info's text */
   /* Stream receives (uring_recv.c). */
   ur_stream *streams;  /* indexed by fd */
   int nstreams;

@@ -167,6 +167,11 @@ void cloop__uring_sync_cancel(struct cloop__uring *u, uint64_t key) {
   do
     r = io_uring_register_sync_cancel(&u->ring, &reg);
   while (r == -EINTR);
+  /* DEFER_TASKRUN: the cancelled request's end (its CQE, and letting go of
+     its file) is task work that runs only when we ask; ask now, so that
+     after this the kernel holds nothing of it. */
+  if (u->tier == 0)
+    io_uring_get_events(&u->ring);
 }
 
 /* The result of the completion with user_data key, if it is in the CQ. */
