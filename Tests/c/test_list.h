@@ -31,6 +31,13 @@ TEST_POLL(watchers_eperm)
 TEST_POLL(watchers_both_directions)
 TEST_POLL(watchers_unwatch_queued)
 
+/* test_fd_wait.c */
+TEST_POLL(fd_wait_pipe)
+TEST_POLL(fd_wait_pipe_shared_stack)
+TEST_POLL(fd_wait_deadline)
+TEST_POLL(fd_wait_errors)
+TEST(fd_wait_outside_task_aborts)
+
 /* test_threadsafe.c */
 TEST_POLL(threadsafe_4x100k)
 TEST_POLL(threadsafe_wakeup)

@@ -50,6 +50,10 @@ typedef struct net_op {
 } net_op;
 
 const size_t cloop__net_op_size = sizeof(net_op);
+/* fd_wait.c takes its objects (a watcher and a task pointer) from the same
+   slab. */
+_Static_assert(sizeof(net_op) >= sizeof(cloop_watcher) + sizeof(void *),
+               "a net_ops slot holds fd_wait.c's object");
 
 static net_op *op_new(cloop_task *t) {
   return cloop__slab_alloc(&t->loop->coro->net_ops); /* zeroed */

@@ -884,6 +884,18 @@ int cloop_signal_wait(cloop_signal *s);
    running; wait again, kill it, or release it). */
 int cloop_process_wait(cloop_process *p);
 
+/* In a task: parks until fd, which the caller owns, is ready in dir
+   (CLOOP_READABLE or CLOOP_WRITABLE; asyncio's add_reader / add_writer as
+   an await, for a C library that owns its socket). Returns 0 (an error or
+   hang-up on fd counts as ready: the caller's syscall sees it),
+   -ECANCELED / -ETIMEDOUT, or cloop_watch's errors: -EEXIST (fd already
+   watched in that direction on this loop), -EBADF, -EPERM (a regular
+   file), -EINVAL (dir), -ENOMEM. Readiness is consumed by nothing: the
+   caller's I/O after it may still get EAGAIN (wait again). Keep fd open
+   while a task waits on it: a closed fd leaves epoll's set without a word,
+   so the task would stay parked until cancelled (cancel it first). */
+int cloop_wait_fd(int fd, int dir);
+
 /* ---- coroutine level: deadlines, running a main task ------------------ */
 
 /* A deadline scope (asyncio's timeout()): from enter to exit, once the
