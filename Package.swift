@@ -70,9 +70,15 @@ let package = Package(
       name: "CLoopTests",
       dependencies: ["CLoop"]
     ),
+    // A stand-in for a C library that owns its socket, which the
+    // FileDescriptorWatcher tests drive.
+    .target(
+      name: "CFdPeer",
+      path: "Tests/CFdPeer"
+    ),
     .testTarget(
       name: "TinyAsyncTests",
-      dependencies: ["TinyAsync"]
+      dependencies: ["TinyAsync", "CFdPeer"]
     ),
   ],
   swiftLanguageModes: [.v6]
