@@ -30,7 +30,7 @@ struct AsyncFrontTests {
     }
     #expect(log.value.entries == ["cancelled", "late one ended"])
     // And the fibers' runner, the same way.
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       loop.spawnFiber {
         do {
           try sleep(for: .seconds(1000))

@@ -84,7 +84,7 @@ struct ChildProcessTests {
   @Test func aFiberWaitsAndADroppedHandleIsStillReaped() throws {
     let loop = try EventLoop()
     var pid: Int32 = 0
-    let status = try loop.runFiber { () throws -> ChildProcess.ExitStatus in
+    let status = try loop.runFiberUntilComplete { () throws -> ChildProcess.ExitStatus in
       let child = try ChildProcess.spawn("sh", arguments: ["-c", "exit 3"])
       let status = try child.wait()
       // Dropped while it runs: the loop reaps it when it exits.

@@ -37,7 +37,7 @@ struct EventLoopTests {
       loop.callLater(.milliseconds(ms)) { fired.append((id, loop.now - start)) }
     }
     #expect(loop.pendingTimerCount == 4)
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(fired.map(\.0) == [1, 3, 2, 0])
     #expect(fired.allSatisfy { id, elapsed in  // each exactly at its deadline
       elapsed == .milliseconds([30, 10, 20, 10][id])
@@ -67,7 +67,7 @@ struct EventLoopTests {
     #expect(loop.pendingTimerCount == 1)
     #expect(handle.cancel() == false)
 
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(ran == ["kept"])
   }
 
@@ -84,7 +84,7 @@ struct EventLoopTests {
       loop.callSoon { _ = a; runs += 1 }
       timer = loop.callLater(.milliseconds(1)) { _ = b; runs += 1 }
     }
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(runs == 2)
     #expect(soonToken == nil)
     #expect(timerToken == nil)
@@ -128,7 +128,7 @@ struct EventLoopTests {
     }
     loop.callSoon(tick)
     loop.callSoon { log.append("same batch") }
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(log == ["tick 1", "same batch", "tick 2", "tick 3"])
     // The re-queued tick is still there: the next iteration runs it.
     #expect(try loop.runOnce(timeout: .zero) == false)
@@ -168,7 +168,7 @@ struct EventLoopTests {
     #expect(try loop.runOnce(timeout: .zero) == true)
     #expect(fired == [.milliseconds(15)])
     // Waiting for the second one jumps to its deadline.
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(fired == [.milliseconds(15), .milliseconds(30)])
     #expect(loop.now - start == .milliseconds(30))
   }

@@ -62,13 +62,13 @@ private final class Log<Entry> {
 }
 
 extension EventLoop {
-  /// `runFiber(body)` with `body` in a fiber on `stack`: on the private
+  /// `runFiberUntilComplete(body)` with `body` in a fiber on `stack`: on the private
   /// stack, the main fiber itself; on the shared one, a fiber the main
   /// fiber (whose stack is always private) waits for.
-  func runFiber<Value>(on stack: FiberStack, _ body: @escaping () throws -> Value) throws -> Value {
+  func runFiberUntilComplete<Value>(on stack: FiberStack, _ body: @escaping () throws -> Value) throws -> Value {
     switch stack {
-    case .private: try runFiber(body)
-    case .shared: try runFiber { try self.spawnFiber(name: "main, shared", stack: .shared, body).get() }
+    case .private: try runFiberUntilComplete(body)
+    case .shared: try runFiberUntilComplete { try self.spawnFiber(name: "main, shared", stack: .shared, body).get() }
     }
   }
 }
@@ -92,7 +92,7 @@ struct FiberTests {
   func runFiberReturnsTheValueOnTheLoopThread(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
     let me = pthread_self()
-    let value = try loop.runFiber(on: stack) { () throws -> Int in
+    let value = try loop.runFiberUntilComplete(on: stack) { () throws -> Int in
       #expect(pthread_equal(pthread_self(), me) != 0)
       #expect(EventLoop.current === loop)
       try sleep(for: .milliseconds(1))
@@ -121,7 +121,7 @@ struct FiberTests {
   func runFiberRethrowsTheBodysError(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
     #expect(throws: Boom(code: 7)) {
-      try loop.runFiber(on: stack) { () throws -> Int in
+      try loop.runFiberUntilComplete(on: stack) { () throws -> Int in
         try sleep(for: .zero)
         throw Boom(code: 7)
       }
@@ -131,7 +131,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func fibersWakeInDeadlineOrder(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let order = try loop.runFiber(on: stack) { () throws -> [Int] in
+    let order = try loop.runFiberUntilComplete(on: stack) { () throws -> [Int] in
       var order: [Int] = []
       let start = loop.now
       let a = loop.spawnFiber(stack: stack) { try sleep(for: .milliseconds(30)); return 3 }
@@ -147,7 +147,7 @@ struct FiberTests {
     #expect(order == [1, 2, 3])
 
     // Sleepers that log as they wake, while the waiting fiber sleeps too.
-    let logged = try loop.runFiber(on: stack) { () throws -> [Int] in
+    let logged = try loop.runFiberUntilComplete(on: stack) { () throws -> [Int] in
       let log = Log<Int>()
       let sleepers = [30, 10, 20, 0].map { ms in
         loop.spawnFiber(stack: stack) {
@@ -168,7 +168,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func sleepYieldsToQueuedWorkAndWaitsItsTime(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       var ran = false
       loop.callSoon { ran = true }
       let start = loop.now
@@ -183,7 +183,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func namesAndIsDone(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let named = loop.spawnFiber(name: "worker", stack: stack) { try sleep(for: .milliseconds(1)) }
       let unnamed = loop.spawnFiber(stack: stack) { 5 }
       #expect(named.name == "worker")
@@ -205,7 +205,7 @@ struct FiberTests {
       trace.append("end")
       return 9
     }
-    try loop.run()  // returns once the fiber has ended
+    try loop.runUntilIdle()  // returns once the fiber has ended
     #expect(trace == ["start", "end"])
     #expect(f.isDone)
     #expect(try f.get() == 9)  // a finished fiber answers outside fibers too
@@ -219,7 +219,7 @@ struct FiberTests {
   ) throws {
     let loop = try makeLoop(backend, clock: .manual)
     // In a fiber: only the synchronous forms compile (no await), and they park.
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let other = loop.spawnFiber(stack: stack) { 1 }
       try sleep(for: .milliseconds(1))                          // sync sleep(for:)
       #expect(other.isDone)                                      // it parked: the other ran
@@ -268,7 +268,7 @@ struct FiberTests {
   @Test(arguments: backends)
   func localsSurviveSwitchesBetweenSharedFibers(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let sums = try loop.runFiber { () throws -> [Int] in
+    let sums = try loop.runFiberUntilComplete { () throws -> [Int] in
       let fibers = (0..<60).map { i in
         loop.spawnFiber(stack: i % 3 == 2 ? .private : .shared) { () throws -> Int in
           var mine = Pattern(i)
@@ -300,7 +300,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func futureGetInFibers(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let f = Future<String>()
       let waiters = (0..<3).map { i in loop.spawnFiber(stack: stack) { try f.get() + "\(i)" } }
       try sleep(for: .milliseconds(2))
@@ -329,7 +329,7 @@ struct FiberTests {
     _ backend: EventLoop.Backend, _ stack: FiberStack
   ) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let values = try loop.runFiber(on: stack) { () throws -> [String] in
+    let values = try loop.runFiberUntilComplete(on: stack) { () throws -> [String] in
       // Completed by a timer's callback, by another fiber, and by an async
       // task, while several fibers wait on each.
       let byTimer = Future<String>()
@@ -363,7 +363,7 @@ struct FiberTests {
     _ backend: EventLoop.Backend, _ stack: FiberStack
   ) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let f = Future<Int>()
       let waiter = loop.spawnFiber(stack: stack) { try f.get() }
       try sleep(for: .milliseconds(1))
@@ -380,7 +380,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func aFibersErrorReachesItsHandleWithItsCase(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let custom = loop.spawnFiber(stack: stack) { () throws -> Int in
         try sleep(for: .milliseconds(1))
         throw Boom(code: 42)
@@ -407,7 +407,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func cancelUnwindsASleepingFiber(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       var unwound = false
       weak var token: Token?
       let sleeper = loop.spawnFiber(stack: stack) { () throws -> Int in
@@ -433,7 +433,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func aFiberCancelledBeforeItStartsNeverRuns(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       var ran = false
       let f = loop.spawnFiber(stack: stack) { ran = true }
       f.cancel()
@@ -445,7 +445,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func aFiberMayCatchCancellationAndReturn(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let f = loop.spawnFiber(stack: stack) { () -> String in
         do {
           try sleep(for: .seconds(10))
@@ -466,7 +466,7 @@ struct FiberTests {
     _ backend: EventLoop.Backend, _ stack: FiberStack
   ) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       var me: FiberHandle<Void>?
       var reached = false
       let f = loop.spawnFiber(stack: stack) {
@@ -488,7 +488,7 @@ struct FiberTests {
     var unwound = 0
     var asyncUnwound = false
     let start = loop.now
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       for _ in 0..<3 {
         loop.spawnFiber(stack: stack) { defer { unwound += 1 }; try sleep(for: .seconds(10)) }
       }
@@ -517,7 +517,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func withTimeoutInAFiber(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       // Expires: the sleep throws, the scope rethrows, at the deadline.
       let start = loop.now
       #expect(throws: TinyAsyncError.timedOut) {
@@ -564,7 +564,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func severalFibersInScopesOfTheirOwnAtOnce(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) { () throws in
+    try loop.runFiberUntilComplete(on: stack) { () throws in
       let start = loop.now
       let scoped = (0..<8).map { i in
         loop.spawnFiber(stack: stack) { () throws -> String in
@@ -589,7 +589,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func gatherKeepsArgumentOrder(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let (x, y, z) = try loop.runFiber(on: stack) {
+    let (x, y, z) = try loop.runFiberUntilComplete(on: stack) {
       let a = loop.spawnFiber(stack: stack) { try sleep(for: .milliseconds(30)); return 1 }
       let b = loop.spawnFiber(stack: stack) { try sleep(for: .milliseconds(10)); return "two" }
       // Private whatever `stack` is: on `.shared`, a gather of both kinds.
@@ -604,7 +604,7 @@ struct FiberTests {
     _ backend: EventLoop.Backend, _ stack: FiberStack
   ) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       var slowUnwound = false
       let start = loop.now
       let slow = loop.spawnFiber(stack: stack) { () throws -> Int in
@@ -633,7 +633,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func gatherInterruptedCancelsAndFinishesAll(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       var unwound = 0
       let a = loop.spawnFiber(stack: stack) { defer { unwound += 1 }; try sleep(for: .seconds(10)) }
       let b = loop.spawnFiber(stack: stack) { defer { unwound += 1 }; try sleep(for: .seconds(10)) }
@@ -659,7 +659,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func gatherOfFinishedFibersAnswersAtOnce(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let a = loop.spawnFiber(stack: stack) { 1 }
       let b = loop.spawnFiber(stack: stack) { 2 }
       _ = try a.get()
@@ -672,7 +672,7 @@ struct FiberTests {
   @Test(arguments: backends, stacks)
   func gatherOverAnArrayKeepsItsOrderAndItsRules(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) { () throws in
+    try loop.runFiberUntilComplete(on: stack) { () throws in
       let fibers = (0..<10).map { i in
         loop.spawnFiber(stack: stack) { () throws -> Int in try sleep(for: .milliseconds(10 - i)); return i * i }
       }
@@ -724,7 +724,7 @@ struct FiberTests {
   func fibersSuspendedInsideAccessesDoNotBreakEachOther(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
     let shared = FiberShared()
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       // Each fiber holds a modify access to the same class property (checked
       // at run time) across a sleep, overlapping with the others'. Without
       // the exclusivity swap at each switch, the second would stop the
@@ -758,7 +758,7 @@ struct FiberTests {
     let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
       let loop = try EventLoop(backend: .epoll)
       let shared = FiberShared()
-      try loop.runFiber {
+      try loop.runFiberUntilComplete {
         try bumpAfterSleep(&shared.counter, .zero)  // fine
         func nested(_ value: inout Int) throws {
           try sleep(for: .zero)
@@ -779,7 +779,7 @@ struct FiberTests {
     let loop = try makeLoop(backend, clock: .manual)
     let count = 10_000
     let start = loop.now
-    let (woke, total) = try loop.runFiber { () throws -> (Int, Int) in
+    let (woke, total) = try loop.runFiberUntilComplete { () throws -> (Int, Int) in
       var woke = 0
       let fibers = (0..<count).map { i in
         loop.spawnFiber(stack: stack) { () throws -> Int in
@@ -806,7 +806,7 @@ struct FiberTests {
     let loop = try makeLoop(backend, clock: .manual)
     let count = 100_000
     let start = loop.now
-    let (woke, total) = try loop.runFiber { () throws -> (Int, Int) in
+    let (woke, total) = try loop.runFiberUntilComplete { () throws -> (Int, Int) in
       var woke = 0
       let fibers = (0..<count).map { i in
         loop.spawnFiber(stack: .shared) { () throws -> Int in
@@ -834,7 +834,7 @@ struct FiberExitTests {
     let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
       let loop = try EventLoop()
       loop.callSoon { try? sleep(for: .milliseconds(1)) }  // on the loop's stack, not a fiber
-      try loop.run()
+      try loop.runUntilIdle()
     }
     let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
     #expect(text.contains("sleep(for:) was called outside a fiber"), "\(text)")
@@ -844,7 +844,7 @@ struct FiberExitTests {
     let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
       let loop = try EventLoop()
       loop.callSoon { _ = try? Future<Int>(on: loop).get() }
-      try loop.run()
+      try loop.runUntilIdle()
     }
     let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
     #expect(text.contains("Future.get() was called outside a fiber"), "\(text)")

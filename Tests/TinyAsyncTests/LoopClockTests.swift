@@ -36,7 +36,7 @@ struct LoopClockTests {
       try await Task.sleep(for: .milliseconds(5), clock: loop.clock)
       log.value.entries.append("slept \(loop.now - start) on the loop: \(loop.isOnLoopThread)")
     }
-    try loop.run()  // the 7 ms timer
+    try loop.runUntilIdle()  // the 7 ms timer
     #expect(log.value.entries == ["timer 3 ms", "timer 5 ms", "slept 0.005 seconds on the loop: true", "timer 7 ms"])
     // No job came back from another thread: no Dispatch timer took part.
     #expect(loop.jobsFromOtherThreads == hops)

@@ -103,7 +103,7 @@ struct MisuseTests {
   @Test func aFiberStackOverflowGivesSwiftAdvice() async {
     let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
       let loop = try EventLoop()
-      _ = try loop.runFiber { MisuseTests.recurse(1_000_000) }
+      _ = try loop.runFiberUntilComplete { MisuseTests.recurse(1_000_000) }
     }
     let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
     #expect(text.contains("stack overflow in task 'main'"))

@@ -94,7 +94,7 @@ struct OffloadTests {
   @Test func theFiberFormWaitsInTheFiber() throws {
     let loop = try EventLoop()
     let gate = Gate()
-    let got = try loop.runFiber { () throws -> Int in
+    let got = try loop.runFiberUntilComplete { () throws -> Int in
       let answer = try offload { 6 * 7 }
       #expect(throws: Failure()) { try offload { () throws -> Int in throw Failure() } }
       let blocked = loop.spawnFiber { try offload { gate.pass() } }

@@ -76,7 +76,7 @@ struct ReadyOrderTests {
   func entriesQueuedAfterTheirBatchBeganWaitForTheNext(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend, clock: .manual)
     let log = LoopThreadBox(Log())
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let fa = Future<Int>(), fy = Future<Int>(), fb = Future<Int>()
       let f = loop.spawnFiber {
         _ = try fa.get()
@@ -126,7 +126,7 @@ struct ReadyOrderTests {
       handles.append(loop.callSoon { ran.append(i) })
     }
     for i in stride(from: 1, to: 1000, by: 2) { #expect(handles[i].cancel()) }
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(ran == Array(stride(from: 0, to: 1000, by: 2)))
     #expect(handles.allSatisfy { !$0.isPending && !$0.cancel() })
   }
@@ -157,7 +157,7 @@ struct ReadyOrderTests {
     loop.callSoon { ran.append("first"); #expect(second!.cancel()) }
     second = loop.callSoon { ran.append("second") }
     loop.callSoon { ran.append("third") }
-    try loop.run()
+    try loop.runUntilIdle()
     #expect(ran == ["first", "third"])
   }
 }

@@ -169,7 +169,7 @@ struct ShieldTests {
   func fiberShieldsAndTimeouts(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend, clock: .manual)
     let log = LoopThreadBox(Log())
-    try loop.runFiber { () throws in
+    try loop.runFiberUntilComplete { () throws in
       // The expiry at 10 ms cancels the worker inside its shield: the
       // cancellation waits for the shield's end and meets the next sleep.
       // (A fiber's cancellation, as asyncio's, is delivered once; it is not

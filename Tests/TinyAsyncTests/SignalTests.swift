@@ -41,7 +41,7 @@ struct SignalTests {
   static func fiberStream(_ backend: EventLoop.Backend) {
     do {
       let loop = try EventLoop(backend: backend)
-      let got = try loop.runFiber { () throws -> String in
+      let got = try loop.runFiberUntilComplete { () throws -> String in
         let stream = try loop.signals(.terminate)
         let sender = loop.spawnFiber {
           try sleep(for: .milliseconds(5))

@@ -121,7 +121,7 @@ private func startOtherLoop() -> OtherLoop {
     let loop = try! EventLoop()
     loop.ref()
     made.append(OtherLoopRef(loop: Unmanaged.passUnretained(loop)))
-    try! loop.run()
+    try! loop.runUntilIdle()
   }
   while made.all.isEmpty { sched_yield() }
   return OtherLoop(loop: made.all[0].loop, thread: thread)

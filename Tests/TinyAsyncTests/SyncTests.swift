@@ -372,7 +372,7 @@ struct SyncTests {
   @Test(arguments: backends, FiberTests.stacks)
   func fiberForms(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let log = try loop.runFiber(on: stack) { () throws -> [String] in
+    let log = try loop.runFiberUntilComplete(on: stack) { () throws -> [String] in
       let log = Log<String>()
       let event = Event()
       let lock = Lock()
@@ -410,7 +410,7 @@ struct SyncTests {
   @Test(arguments: backends, FiberTests.stacks)
   func fiberWaitsAreCancelledAndTimedOut(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let lock = Lock()
       let queue = Queue<Int>(capacity: 1)
       try lock.acquire()
@@ -442,7 +442,7 @@ struct SyncTests {
   @Test(arguments: backends, FiberTests.stacks)
   func fiberProducerAndConsumer(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let received = try loop.runFiber(on: stack) { () throws -> [Int] in
+    let received = try loop.runFiberUntilComplete(on: stack) { () throws -> [Int] in
       let queue = Queue<Int>(capacity: 3)
       let producer = loop.spawnFiber(stack: stack) {
         for i in 0..<500 { try queue.put(i) }
@@ -458,7 +458,7 @@ struct SyncTests {
   @Test(arguments: backends, FiberTests.stacks)
   func locksAndQueuesHandOffBetweenFibers(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend, clock: .manual)
-    let (log, received) = try loop.runFiber(on: stack) { () throws -> ([String], [Int]) in
+    let (log, received) = try loop.runFiberUntilComplete(on: stack) { () throws -> ([String], [Int]) in
       let log = Log<String>()
       let event = Event()
       let lock = Lock()

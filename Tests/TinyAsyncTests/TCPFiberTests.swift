@@ -33,7 +33,7 @@ struct TCPFiberTests {
   @Test(arguments: backends)
   func echoRoundTripsInFibers(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let listener = try TCPListener(port: 0)
       serveEchoInFibers(listener)
       let connection = try TCPConnection.connect(host: "127.0.0.1", port: listener.port)
@@ -62,7 +62,7 @@ struct TCPFiberTests {
   @Test(arguments: backends, FiberTests.stacks)
   func echoBetweenFibersOnEitherStack(_ backend: EventLoop.Backend, _ stack: FiberStack) throws {
     let loop = try makeLoop(backend)
-    try loop.runFiber(on: stack) {
+    try loop.runFiberUntilComplete(on: stack) {
       let listener = try TCPListener(host: "127.0.0.1", port: 0)
       // The server: an accepting fiber and one echo fiber per connection.
       loop.spawnFiber(name: "accept", stack: stack) {
@@ -124,7 +124,7 @@ struct TCPFiberTests {
   @Test(arguments: backends)
   func readUntilInAFiber(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let listener = try TCPListener(port: 0)
       let client = try TCPConnection.connect(host: "127.0.0.1", port: listener.port)
       let server = try listener.accept()
@@ -158,7 +158,7 @@ struct TCPFiberTests {
     let loop = try makeLoop(backend)
     let size = 8 << 20
     let pattern = (0..<size).map { UInt8(truncatingIfNeeded: $0 % 251) }
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let listener = try TCPListener(port: 0)
       let client = try TCPConnection.connect(host: "127.0.0.1", port: listener.port)
       let server = try listener.accept()
@@ -181,7 +181,7 @@ struct TCPFiberTests {
   @Test(arguments: backends)
   func errorsInAFiber(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let listener = try TCPListener(port: 0)
       // A reset peer.
       let raw = rawConnect(port: listener.port)
@@ -207,7 +207,7 @@ struct TCPFiberTests {
   @Test(arguments: backends)
   func cancellingAndTimingOutAFiberRead(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend, clock: .manual)  // see aTimeoutOnARead...
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let listener = try TCPListener(port: 0)
       let client = try TCPConnection.connect(host: "127.0.0.1", port: listener.port)
       let server = try listener.accept()

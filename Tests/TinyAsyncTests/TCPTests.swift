@@ -527,7 +527,7 @@ struct TCPManyConnectionsTests {
         return ok
       }
     case .fiber:
-      served = try loop.runFiber { () throws -> Int in
+      served = try loop.runFiberUntilComplete { () throws -> Int in
         var listener: TCPListener?
         if childPort == nil {
           listener = try TCPListener(port: 0, backlog: 4096)

@@ -29,7 +29,7 @@ struct ThreadSafeHandleTests {
         }
       }
     }
-    try loop.run()
+    try loop.runUntilIdle()
     workers.forEach(joinThread)
 
     let all = arrivals.all.filter { $0 >= 0 }

@@ -72,7 +72,7 @@ struct UnixSocketTests {
     let loop = try EventLoop()
     let path = socketPath("fiber")
     defer { unlink(path) }
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let listener = try TCPListener(unixPath: path)
       let server = loop.spawnFiber { () throws -> [UInt8] in
         let connection = try listener.accept()

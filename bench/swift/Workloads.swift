@@ -47,7 +47,7 @@ func callbacks(n: Int) throws {
   loop.updateTime()
   let start = nowNs()
   for _ in 0..<submitted { loop.callSoon(callback!) }
-  try loop.run()
+  try loop.runUntilIdle()
   check(ran == n, "ran \(ran) callbacks, expected \(n)")
   report("callbacks", asyncImpl, n, Double(end - start) / Double(n), "ns/op")
 }
@@ -113,7 +113,7 @@ func sleepersAsync(n: Int) throws {
 func switchFiber(n: Int) throws {
   let rounds = (n + 1) / 2
   let loop = try EventLoop()
-  let wall = try loop.runFiber {
+  let wall = try loop.runFiberUntilComplete {
     let other = loop.spawnFiber {
       for _ in 0...rounds { try sleep(for: .zero) }
     }
@@ -130,7 +130,7 @@ func switchFiber(n: Int) throws {
 /// The future workload in one fiber.
 func futureFiber(n: Int) throws {
   let loop = try EventLoop()
-  let wall = try loop.runFiber {
+  let wall = try loop.runFiberUntilComplete {
     let start = nowNs()
     for i in 0..<n {
       let future = Future<Int>(on: loop)
@@ -146,7 +146,7 @@ func futureFiber(n: Int) throws {
 /// The spawn workload with fibers on `stack`, from a main fiber.
 func spawnFiber(n: Int, stack: FiberStack = .private) throws {
   let loop = try EventLoop()
-  let (wall, sum) = try loop.runFiber {
+  let (wall, sum) = try loop.runFiberUntilComplete {
     let start = nowNs()
     var handles: [FiberHandle<Int>] = []
     handles.reserveCapacity(n)
@@ -166,7 +166,7 @@ func spawnFiber(n: Int, stack: FiberStack = .private) throws {
 func sleepersFiber(n: Int, stack: FiberStack = .private) throws {
   let delays = sleeperDelays(n)
   let loop = try EventLoop()
-  let wall = try loop.runFiber {
+  let wall = try loop.runFiberUntilComplete {
     let start = nowNs()
     var handles: [FiberHandle<Void>] = []
     handles.reserveCapacity(n)

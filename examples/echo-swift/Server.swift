@@ -41,7 +41,7 @@ func serve(_ options: EchoOptions) throws {
   print("READY")
   fflush(nil)  // READY must reach a pipe at once
   if options.fibers {
-    try loop.runFiber { try serveFibers(listener, stops, options) }
+    try loop.runFiberUntilComplete { try serveFibers(listener, stops, options) }
   } else {
     try loop.runUntilComplete { try await serveAsync(listener, stops, options) }
   }

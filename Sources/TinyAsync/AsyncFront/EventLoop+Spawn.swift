@@ -4,7 +4,7 @@ extension EventLoop {
   /// Starts `body` as a new Swift task on this loop and returns its handle
   /// (asyncio's `create_task`). It first runs in a coming iteration, after
   /// what is already queued; every step of it runs on this loop's thread,
-  /// and so do its child tasks. A running spawned task keeps ``run()``
+  /// and so do its child tasks. A running spawned task keeps ``runUntilIdle()``
   /// going; ``runUntilComplete(_:)`` cancels and finishes the ones still
   /// running when its main task returns.
   ///

@@ -92,6 +92,7 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
       return
     }
     self.continuation = continuation
+    loop.waitParks(self, task: unsafeBitCast(continuation, to: UnsafeRawPointer.self))
     if let scope {
       self.scope = scope
       scope.link(self)
@@ -104,7 +105,7 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
     if loop.isOnLoopThread {
       interrupt(.cancelled)
     } else {
-      loop.threadSafeHandle.call { self.interrupt(.cancelled) }
+      loop.internalThreadSafeHandle.call { self.interrupt(.cancelled) }
     }
   }
 
@@ -121,6 +122,7 @@ class LoopWait<Success, Failure: Error>: Interruptible, @unchecked Sendable {
     isOver = true
     scope?.unlink(self)
     scope = nil
+    loop.waitFinishes(self)
     continuation.resume(returning: Outcome(result))
   }
 

@@ -42,6 +42,10 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   case backendUnavailable
   /// Memory ran out (`ENOMEM`), including `RLIMIT_MEMLOCK` for io_uring.
   case outOfMemory
+  /// The main task of ``EventLoop/run(backend:_:)`` (or
+  /// ``EventLoop/runUntilComplete(_:)``) waited for something nothing left
+  /// on the loop could bring (`EDEADLK`, as the C core's `cloop_main`).
+  case deadlocked
   /// A setting the C core does not accept (`CLOOP_EBADENV`,
   /// `CLOOP_EBADOPTION`): `detail` names it, the value given and the values
   /// accepted, e.g. `CLOOP_BACKEND="URING": expected epoll, uring (or
@@ -68,6 +72,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case CLOOP_ENODELIM: self = .delimiterNotFound
     case CLOOP_ENOBACKEND: self = .backendUnavailable
     case -ENOMEM: self = .outOfMemory
+    case -EDEADLK: self = .deadlocked
     case CLOOP_EBADENV, CLOOP_EBADOPTION:
       self = .invalidSetting(code: code, detail: String(cString: cloop_error_detail()))
     case -4095 ... -1:  // Linux errno range (MAX_ERRNO is 4095)
@@ -91,6 +96,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case .delimiterNotFound: CLOOP_ENODELIM
     case .backendUnavailable: CLOOP_ENOBACKEND
     case .outOfMemory: -ENOMEM
+    case .deadlocked: -EDEADLK
     case .invalidSetting(let code, _): code
     case .system(let errno, _): -errno
     case .library(let code, _): code
@@ -111,6 +117,8 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case .hostNotFound: "host not found"
     case .delimiterNotFound: "no delimiter within the maximum length"
     case .closed: "socket closed"
+    case .deadlocked:
+      "the main task waits for something nothing left on the loop can bring (no ready job, timer, socket, process, work-pool job, reference, other task or thread-safe handle)"
     default: Self.message(for: code)
     }
   }
@@ -138,6 +146,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case .delimiterNotFound: "delimiter not found"
     case .backendUnavailable: "backend unavailable"
     case .outOfMemory: "out of memory"
+    case .deadlocked: "deadlocked"
     case .invalidSetting: "invalid setting"
     case .system: "system"
     case .library: "library"

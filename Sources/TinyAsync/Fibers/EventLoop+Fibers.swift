@@ -10,7 +10,7 @@ extension EventLoop {
   /// continuation. It first runs in a coming iteration, after what is
   /// already queued.
   ///
-  /// A running fiber keeps ``run()`` going; ``runFiber(_:)`` and
+  /// A running fiber keeps ``runUntilIdle()`` going; ``runFiberUntilComplete(_:)`` and
   /// ``runUntilComplete(_:)`` cancel and finish the ones still running when
   /// their main work returns. A fiber keeps its loop alive until it ends.
   ///
@@ -32,7 +32,7 @@ extension EventLoop {
   ///     try sleep(for: .milliseconds(10))   // parks this fiber only
   ///     return 42
   /// }
-  /// let answer = try loop.runFiber { try worker.get() }  // 42
+  /// let answer = try loop.runFiberUntilComplete { try worker.get() }  // 42
   /// ```
   ///
   /// `stack` chooses where the fiber's frames live (see ``FiberStack``):
@@ -76,17 +76,22 @@ extension EventLoop {
   ///
   /// ```swift
   /// let loop = try EventLoop()
-  /// let total = try loop.runFiber { () throws -> Int in
+  /// let total = try loop.runFiberUntilComplete { () throws -> Int in
   ///     let a = loop.spawnFiber { try sleep(for: .milliseconds(30)); return 1 }
   ///     let b = loop.spawnFiber { try sleep(for: .milliseconds(10)); return 2 }
   ///     let (x, y) = try gather(a, b)
   ///     return x + y
   /// }
   /// ```
-  /// Call it on the loop's thread, not from inside the loop's own callbacks
-  /// or fibers.
-  public func runFiber<Value>(_ body: @escaping () throws -> Value) throws -> Value {
-    checkThread("EventLoop.runFiber")
+  /// Call it on the loop's thread, outside any running loop (not from a
+  /// task, fiber or callback: a nested run stops the program).
+  public func runFiberUntilComplete<Value>(_ body: @escaping () throws -> Value) throws -> Value {
+    try runMainFiber("EventLoop.runFiberUntilComplete", body)
+  }
+
+  private func runMainFiber<Value>(_ operation: StaticString, _ body: @escaping () throws -> Value) throws -> Value {
+    checkThread(operation)
+    Self.checkNotNested(operation)
     let main = spawnFiber(name: "main", body)
     let cLoop = self.cLoop
     main.state.future.whenComplete { _ in cloop_stop(cLoop) }
@@ -99,7 +104,7 @@ extension EventLoop {
   }
 
   /// asyncio's `run` for fibers: makes a loop on this thread with
-  /// `backend`, runs `body` on it as the main fiber (see ``runFiber(_:)``),
+  /// `backend`, runs `body` on it as the main fiber (see ``runFiberUntilComplete(_:)``),
   /// and closes the loop.
   ///
   /// ```swift
@@ -112,7 +117,8 @@ extension EventLoop {
     backend: Backend = .automatic,
     _ body: @escaping () throws -> Value
   ) throws -> Value {
+    checkNotNested("EventLoop.runFiber")
     let loop = try EventLoop(backend: backend)
-    return try loop.runFiber(body)
+    return try loop.runMainFiber("EventLoop.runFiber", body)
   }
 }

@@ -18,7 +18,7 @@
 ///
 /// ```swift
 /// let loop = try EventLoop()
-/// try loop.runFiber {
+/// try loop.runFiberUntilComplete {
 ///     let slow = loop.spawnFiber(name: "slow") { () throws -> String in
 ///         try sleep(for: .seconds(10))
 ///         return "done"

@@ -1,7 +1,7 @@
 internal import CLoop
 
 /// A fiber's bookkeeping, on the loop's list of live spawned work (with the
-/// async front's tasks) until its body returns, so that ``EventLoop/runFiber(_:)``
+/// async front's tasks) until its body returns, so that ``EventLoop/runFiberUntilComplete(_:)``
 /// and ``EventLoop/runUntilComplete(_:)`` cancel and finish what is left.
 ///
 /// The C task holds one reference while its body may still run; this object
@@ -14,7 +14,7 @@ internal import CLoop
 /// which needs one concrete class (a protocol would cost a dynamic cast
 /// per fiber), and the loop's list links it as a ``SpawnedNode``. The
 /// subclass adds what needs the body's `Value`: the body, the ``Future``,
-/// and ``run()``.
+/// and ``runUntilIdle()``.
 class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
   let loop: EventLoop
   /// Set once, right after the C task is spawned.

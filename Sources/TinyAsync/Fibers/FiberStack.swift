@@ -24,7 +24,7 @@ internal import CLoop
 ///
 /// ```swift
 /// let loop = try EventLoop()
-/// try loop.runFiber {
+/// try loop.runFiberUntilComplete {
 ///     // 100,000 sleepers, each parked in about 2 KiB instead of 5 KiB or more.
 ///     let sleepers = (0..<100_000).map { i in
 ///         loop.spawnFiber(stack: .shared) { try sleep(for: .milliseconds(i % 1000)) }

@@ -10,7 +10,7 @@
 /// let loop = try EventLoop()
 /// let greeting = loop.callSoon { print("never printed") }
 /// greeting.cancel()
-/// try loop.run()
+/// try loop.runUntilIdle()
 /// ```
 public struct CallbackHandle {
   let queue: ReadyQueue

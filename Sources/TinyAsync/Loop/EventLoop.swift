@@ -2,7 +2,7 @@ internal import CLoop
 internal import Glibc
 
 /// An asyncio-style event loop on one thread: callbacks queued to run soon,
-/// timers, and calls from other threads, all run by ``run()`` in the order
+/// timers, and calls from other threads, all run by ``runUntilIdle()`` in the order
 /// asyncio's `_run_once` defines.
 ///
 /// Each iteration polls the kernel (``backend``), moves due timers onto the
@@ -30,7 +30,7 @@ internal import Glibc
 /// loop.callSoon { print("first") }
 /// loop.callLater(.milliseconds(10)) { print("third") }
 /// loop.callSoon { print("second") }
-/// try loop.run()  // returns when nothing is left to run or wait for
+/// try loop.runUntilIdle()  // returns when nothing is left to run or wait for
 /// ```
 public final class EventLoop {
   /// The C loop, for the types of this module.
@@ -39,7 +39,7 @@ public final class EventLoop {
   /// The backend this loop runs: `.epoll` or `.ioUring`, never `.automatic`.
   public let backend: Backend
 
-  private let threadSafeQueue: ThreadSafeQueue
+  let threadSafeQueue: ThreadSafeQueue
   /// Swift jobs, callSoon closures and yields, in asyncio's order.
   let readyQueue: ReadyQueue
   // `@exclusivity(unchecked)`, here and on the hot state of CallbackBox,
@@ -61,6 +61,8 @@ public final class EventLoop {
   @exclusivity(unchecked) var jobsEnqueued = 0
   @exclusivity(unchecked) var jobsFromOtherThreads = 0
   @exclusivity(unchecked) private var finishingSpawned = false
+  /// The main task of `runUntilComplete`, for its deadlock check.
+  @exclusivity(unchecked) var mainWatch = MainTaskWatch()
 
   /// Creates a loop owned by the calling thread.
   ///
@@ -140,8 +142,8 @@ public final class EventLoop {
   /// Calling it from inside one of this loop's callbacks is a programming
   /// error and stops the program (as does using the loop from another thread).
   /// - Throws: ``TinyAsyncError`` if polling fails.
-  public func run() throws(TinyAsyncError) {
-    checkThread("EventLoop.run()")
+  public func runUntilIdle() throws(TinyAsyncError) {
+    checkThread("EventLoop.runUntilIdle()")
     let rc = cloop_run(cLoop)
     if rc < 0 { throw TinyAsyncError(code: rc) }
   }
@@ -158,14 +160,14 @@ public final class EventLoop {
     return rc > 0
   }
 
-  /// Makes ``run()`` return after the current iteration's batch of
+  /// Makes ``runUntilIdle()`` return after the current iteration's batch of
   /// callbacks; what is still scheduled stays scheduled for the next run.
   public func stop() {
     checkThread("EventLoop.stop()")
     cloop_stop(cLoop)
   }
 
-  /// Keeps ``run()`` from returning for lack of work, e.g. while another
+  /// Keeps ``runUntilIdle()`` from returning for lack of work, e.g. while another
   /// thread will still use ``threadSafeHandle``. Balance each with
   /// ``unref()``; references still held when the loop goes away are dropped.
   public func ref() {
@@ -240,7 +242,19 @@ public final class EventLoop {
 
   /// A `Sendable` handle through which any thread can queue closures on
   /// this loop. See ``ThreadSafeHandle``.
+  ///
+  /// Taking one turns off ``runUntilComplete(_:)``'s deadlock check for the
+  /// loop's life (another thread may call any time): one relaxed atomic
+  /// store.
   public var threadSafeHandle: ThreadSafeHandle {
+    threadSafeQueue.noteHandedOut()
+    return ThreadSafeHandle(queue: threadSafeQueue)
+  }
+
+  /// A handle for this module's own hops to the loop (a cancellation
+  /// handler's), which do not turn off the deadlock check: each is queued
+  /// at once, and a queued call keeps the loop running.
+  var internalThreadSafeHandle: ThreadSafeHandle {
     ThreadSafeHandle(queue: threadSafeQueue)
   }
 
@@ -316,7 +330,7 @@ extension EventLoop {
   /// True on the thread that owns this loop.
   public var isOnLoopThread: Bool { cloop_loop_is_owner(cLoop) != 0 }
 
-  /// The loop whose ``run()`` (or ``runUntilComplete(_:)``) is running on
+  /// The loop whose ``runUntilIdle()`` (or ``runUntilComplete(_:)``) is running on
   /// this thread: the loop of the async code, fiber or callback calling it.
   /// `nil` outside a running loop.
   public static var current: EventLoop? {

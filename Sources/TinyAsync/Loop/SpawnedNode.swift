@@ -1,6 +1,6 @@
 /// Spawned work -- a task of the async front (``SpawnedTask``) or a fiber
 /// (`FiberNode`) -- on the loop's list of live work until it ends, so that
-/// ``EventLoop/runUntilComplete(_:)`` and ``EventLoop/runFiber(_:)`` can
+/// ``EventLoop/runUntilComplete(_:)`` and ``EventLoop/runFiberUntilComplete(_:)`` can
 /// cancel and finish what their main work left running.
 ///
 /// A class, not a protocol: the list is intrusive (these two links are the

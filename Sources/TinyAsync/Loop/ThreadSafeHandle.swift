@@ -5,7 +5,7 @@
 /// Calls from one thread run in the order they were made; calls from
 /// several threads interleave. A handle may outlive its loop: once the loop
 /// is gone, `call` returns `false` and drops the closure. Pending calls do
-/// not keep ``EventLoop/run()`` going by themselves; hold
+/// not keep ``EventLoop/runUntilIdle()`` going by themselves; hold
 /// ``EventLoop/ref()`` while other threads may still call.
 ///
 /// ```swift
@@ -19,7 +19,7 @@
 ///         loop.unref()
 ///     }
 /// }
-/// try loop.run()  // returns after the answer has been printed
+/// try loop.runUntilIdle()  // returns after the answer has been printed
 /// ```
 public struct ThreadSafeHandle: Sendable {
   let queue: ThreadSafeQueue

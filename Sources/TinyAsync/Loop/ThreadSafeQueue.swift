@@ -1,5 +1,6 @@
 internal import CLoop
 internal import Glibc
+import Synchronization
 
 /// The state behind ``ThreadSafeHandle``: closures from other threads wait
 /// here under a mutex, and one C handle (`drainHandle`) is queued with
@@ -44,6 +45,11 @@ final class ThreadSafeQueue: @unchecked Sendable {
   private var drainHandle: UnsafeMutablePointer<cloop_handle> { drainRecord.pointer }
   /// Set right after the owning `EventLoop` is initialized.
   unowned(unsafe) var owner: EventLoop?
+  /// A public ``ThreadSafeHandle`` was taken (see `MainTaskWatch`).
+  private let handedOut = Atomic<Bool>(false)
+
+  func noteHandedOut() { handedOut.store(true, ordering: .relaxed) }
+  var wasHandedOut: Bool { handedOut.load(ordering: .relaxed) }
 
   init(loop: OpaquePointer) {
     self.loop = loop
@@ -90,6 +96,7 @@ final class ThreadSafeQueue: @unchecked Sendable {
       case .withLoop(let body): body(owner)
       case .job(let job):
         owner.jobsFromOtherThreads &+= 1
+        owner.noteJob(job)
         owner.readyQueue.push(job)
       }
     }

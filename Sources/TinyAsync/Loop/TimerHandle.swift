@@ -9,7 +9,7 @@
 /// let loop = try EventLoop()
 /// let timeout = loop.callLater(.seconds(5)) { print("too slow") }
 /// loop.callSoon { timeout.cancel() }  // answered in time
-/// try loop.run()                      // returns at once: nothing left
+/// try loop.runUntilIdle()                      // returns at once: nothing left
 /// ```
 public struct TimerHandle {
   let box: CallbackBox
