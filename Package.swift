@@ -55,6 +55,11 @@ let package = Package(
       exclude: ["test_echo.py"]
     ),
     .executableTarget(
+      name: "tinyasync-udp-echo",
+      dependencies: ["TinyAsync"],
+      path: "examples/udp-echo-swift"
+    ),
+    .executableTarget(
       name: "tinyasync-http-hello",
       dependencies: ["TinyAsync"],
       path: "examples/http-hello",

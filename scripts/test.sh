@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: `swift test` in a debug, a release and an ASan build;
 # the Swift examples' smoke tests (the demo, tinyasync-echo,
-# tinyasync-http-hello, on both backends); the CMake build and its C tests
+# tinyasync-http-hello, tinyasync-udp-echo, on both backends); the CMake build and its C tests
 # (ctest, with the C examples' smoke tests); ctest under ASan+UBSan; the C
 # tests cross-built for AArch64 and run under qemu-user.
 # Installs what is missing first. Build folders: .build and .build-asan
@@ -37,6 +37,7 @@ for backend in epoll uring; do
   [ "$rc" = 0 ] || exit "$rc"
   for mode in async fiber; do
     timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --backend "$backend"
+    timeout 60 python3 examples/c/test_udp_echo.py "$bin/tinyasync-udp-echo" --mode "$mode" --backend "$backend"
   done
   timeout 300 python3 examples/http-hello/test_http.py "$bin/tinyasync-http-hello" --backend "$backend"
 done
