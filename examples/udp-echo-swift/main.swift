@@ -90,7 +90,7 @@ do {
         do {
           let datagram = try await socket.receive(max: max)
           try await socket.send(reply(to: datagram), to: datagram.sender)
-        } catch .closed {
+        } catch TinyAsyncError.closed {
           return
         } catch {
           printError("tinyasync-udp-echo: \(error)")
