@@ -203,8 +203,9 @@ extension TCPListener: AsyncSequence {
 
   /// Accepts connection after connection; `nil` once the listener is
   /// closed. A shortage of file descriptors or memory (`EMFILE`, `ENFILE`,
-  /// `ENOBUFS`, `ENOMEM`) is logged and waited out, as asyncio's server
-  /// does; other errors, cancellation and timeouts are thrown.
+  /// `ENOBUFS`, `ENOMEM`) is waited out, as asyncio's server does, and
+  /// logged twice: when it starts, and with a count when it is over; other
+  /// errors, cancellation and timeouts are thrown.
   ///
   /// ```swift
   /// var connections = listener.makeAsyncIterator()
@@ -219,12 +220,20 @@ extension TCPListener: AsyncSequence {
     public typealias Failure = TinyAsyncError
 
     let listener: TCPListener
+    /// A shortage of descriptors or memory, logged once while it lasts.
+    private var shortage = RepeatedWarning()
+
+    init(listener: TCPListener) {
+      self.listener = listener
+    }
 
     /// The next connection, or `nil` once the listener is closed.
     public mutating func next() async throws(TinyAsyncError) -> TCPConnection? {
       while true {
         do {
-          return try await listener.accept()
+          let connection = try await listener.accept()
+          shortage.ended(at: listener.loop.now, "TCPListener on port \(listener.port): accept")
+          return connection
         } catch .closed {
           return nil
         } catch {
@@ -236,8 +245,10 @@ extension TCPListener: AsyncSequence {
           default:
             throw error
           }
-          // The C acceptor has paused 10 ms already: no spin.
-          logger.warning("TCPListener on port \(listener.port): accept failed, retrying: \(error)")
+          // The C acceptor has paused 10 ms already: no spin, and one log
+          // line for the episode, not one per retry.
+          let port = listener.port
+          shortage.occurred(at: listener.loop.now, "TCPListener on port \(port): accept failed, retrying every 10 ms: \(error)")
         }
       }
     }
