@@ -345,7 +345,7 @@ struct FileDescriptorWatcherTests {
     let loop = try makeLoop(backend, clock: .manual)
     let (r, w) = makePipe()
     defer { close(r); close(w) }
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       let reader = try FileDescriptorWatcher(fd: r)
       let writer = try FileDescriptorWatcher(fd: w)
       defer { reader.close(); writer.close() }
@@ -391,7 +391,7 @@ struct FileDescriptorWatcherTests {
   @Test(arguments: backends)
   func aFiberDrivesASocketOwnedByCCode(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
-    let reply = try loop.runFiber { () throws -> [UInt8] in
+    let reply = try loop.runFiberUntilComplete { () throws -> [UInt8] in
       let listener = try TCPListener(host: "127.0.0.1", port: 0)
       defer { listener.close() }
       loop.spawnFiber {
