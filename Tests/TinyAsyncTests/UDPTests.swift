@@ -250,7 +250,7 @@ struct UDPTests {
   func theFiberFormsEchoTruncateAndTimeOut(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
     for stack in [FiberStack.private, .shared] {
-      try loop.runFiber(on: stack) {
+      try loop.runFiberUntilComplete(on: stack) {
         let server = try UDPSocket(host: "127.0.0.1", port: 0)
         let client = try UDPSocket(host: "127.0.0.1", port: 0)
         defer { client.close() }

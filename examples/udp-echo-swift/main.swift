@@ -72,7 +72,7 @@ do {
   print("READY \(try socket.port)")
   fflush(nil)  // READY must reach a pipe at once
   if fibers {
-    try loop.runFiber {
+    try loop.runFiberUntilComplete {
       while true {
         do {
           let datagram = try socket.receive(max: max)
