@@ -65,6 +65,18 @@ let package = Package(
       path: "examples/http-hello",
       exclude: ["test_http.py"]
     ),
+    // A C library that owns its socket (line_client.c), driven from Swift
+    // through a FileDescriptorWatcher.
+    .target(
+      name: "CLineClient",
+      path: "examples/fd-watcher/CLineClient"
+    ),
+    .executableTarget(
+      name: "tinyasync-fd-watcher",
+      dependencies: ["TinyAsync", "CLineClient"],
+      path: "examples/fd-watcher",
+      exclude: ["CLineClient", "README.md"]
+    ),
     // The Swift side of ../shared/peers/WORKLOADS.md, run by bench/project-bench.
     .executableTarget(
       name: "tinyasync-bench",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: `swift test` in a debug, a release and an ASan build;
-# the Swift examples' smoke tests (the demo, tinyasync-echo,
-# tinyasync-http-hello, tinyasync-udp-echo, on both backends); the CMake build and its C tests
+# the Swift examples' smoke tests (the demo, tinyasync-fd-watcher,
+# tinyasync-echo, tinyasync-http-hello, tinyasync-udp-echo, on both backends); the CMake build and its C tests
 # (ctest, with the C examples' smoke tests); ctest under ASan+UBSan; the C
 # tests cross-built for AArch64 and run under qemu-user.
 # Installs what is missing first. Build folders: .build and .build-asan
@@ -28,13 +28,14 @@ step "SwiftPM with ASan: swift test --sanitize=address"
 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt" \
   swift test --sanitize=address --scratch-path .build-asan
 
-step "Swift examples: the demo and the servers' smoke tests, both backends"
+step "Swift examples: the demo, fd-watcher and the servers' smoke tests, both backends"
 bin=$(swift build --show-bin-path)
 for backend in epoll uring; do
   rc=0
   timeout 300 "$bin/tinyasync-demo" --backend "$backend" || rc=$?
   if [ "$rc" = 77 ]; then echo "SKIP: the $backend backend is not available here"; continue; fi
   [ "$rc" = 0 ] || exit "$rc"
+  timeout 60 "$bin/tinyasync-fd-watcher" --backend "$backend"  # under a second
   for mode in async fiber; do
     timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --backend "$backend"
     # tinyasync-udp-echo on io_uring does not answer datagrams from another
