@@ -113,7 +113,7 @@ public final class FileDescriptorWatcher {
   }
 
   /// Suspends the calling task until the descriptor is writable (or has an
-  /// error or hang-up pending). The errors of ``readable()-()``.
+  /// error or hang-up pending). The errors of `readable()`.
   public nonisolated(nonsending) func writable() async throws(TinyAsyncError) {
     try await wait(.writable, "FileDescriptorWatcher.writable()")
   }
@@ -132,7 +132,7 @@ public final class FileDescriptorWatcher {
   // MARK: Waiting, in a fiber
 
   /// Parks the calling fiber until the descriptor is readable: the fiber
-  /// form of ``readable()-()``, with its errors. Outside a fiber it stops
+  /// form of `readable()`, with its errors. Outside a fiber it stops
   /// the program with a message.
   @available(*, noasync, message: "in async code, use try await readable()")
   public func readable() throws(TinyAsyncError) {
@@ -140,7 +140,7 @@ public final class FileDescriptorWatcher {
   }
 
   /// Parks the calling fiber until the descriptor is writable: the fiber
-  /// form of ``writable()-()``.
+  /// form of `writable()`.
   @available(*, noasync, message: "in async code, use try await writable()")
   public func writable() throws(TinyAsyncError) {
     try waitInFiber(.writable, "FileDescriptorWatcher.writable()")
