@@ -7,8 +7,8 @@
  * The watcher and the task pointer live in an object from the loop's
  * net_ops slab (net.c's objects are larger: it asserts so), never on the
  * task's stack: a shared-stack task's stack holds other frames while it is
- * parked. So a wait allocates nothing in the steady state. The task parks on its own
- * waiter future, as signal_wait.c and process_wait.c do. */
+ * parked. So a wait allocates nothing in the steady state. The task parks
+ * on its own waiter future, as signal_wait.c and process_wait.c do. */
 #include <errno.h>
 
 #include "coro/task.h"

@@ -118,7 +118,9 @@ public final class FileDescriptorWatcher {
     try await wait(.writable, "FileDescriptorWatcher.writable()")
   }
 
-  private nonisolated(nonsending) func wait(_ direction: Direction, _ operation: StaticString) async throws(TinyAsyncError) {
+  private nonisolated(nonsending) func wait(
+    _ direction: Direction, _ operation: StaticString
+  ) async throws(TinyAsyncError) {
     try begin(direction, operation)
     let wait = DescriptorWait(self, direction, record: records.pointer + direction.rawValue)
     setWaiter(direction, .task(wait))
@@ -157,8 +159,8 @@ public final class FileDescriptorWatcher {
     let future = fiberFutures.pointer + direction.rawValue
     cloop_future_init(future, loop.cLoop)
     let woken: cloop_fn = direction == .readable ? fiberReadable : fiberWritable
-    _ = try TinyAsyncError.check(
-      cloop_watch(loop.cLoop, record, fd, direction.cValue, woken, Unmanaged.passUnretained(self).toOpaque()))
+    let me = Unmanaged.passUnretained(self).toOpaque()
+    _ = try TinyAsyncError.check(cloop_watch(loop.cLoop, record, fd, direction.cValue, woken, me))
     setWaiter(direction, .fiber)
     let rc = fiberSuspend(operation) { cloop_await(future, nil) }
     _ = cloop_unwatch(loop.cLoop, record)  // interrupted: still watching
@@ -204,7 +206,9 @@ public final class FileDescriptorWatcher {
     loop.checkThread(operation)
     guard !isClosed else { throw .closed }
     if case .none = waiter(direction) { return }
-    misuse("\(operation): another task or fiber is already waiting until this FileDescriptorWatcher's fd \(fd) is \(direction)")
+    misuse(
+      "\(operation): another task or fiber is already waiting until this FileDescriptorWatcher's fd \(fd) is \(direction) (one waiter per direction)"
+    )
   }
 
   private func waiter(_ direction: Direction) -> Waiter {
