@@ -84,6 +84,33 @@ public final class TCPConnection {
     return TCPConnection(fd: fd, loop: loop)
   }
 
+  /// ``connect(host:port:)`` given at most `timeout`, name lookup included:
+  /// past it the attempt is cancelled, its socket closed, and this throws
+  /// ``TinyAsyncError/timedOut``. The same as wrapping the call in
+  /// ``withTimeout(_:_:)``; a zero or negative timeout fails at once,
+  /// before any socket is made.
+  ///
+  /// ```swift
+  /// let connection = try await TCPConnection.connect(host: "10.0.0.7", port: 5432, timeout: .seconds(2))
+  /// ```
+  ///
+  /// - Throws: ``TinyAsyncError/timedOut`` when `timeout` passes first;
+  ///   otherwise what ``connect(host:port:)`` throws.
+  public static func connect(host: String, port: Int, timeout: Duration) async throws(TinyAsyncError) -> TCPConnection {
+    _ = EventLoop.running(for: "TCPConnection.connect(host:port:timeout:)")
+    // As asyncio's wait_for: no time left, no attempt (withTimeout's timer
+    // would fire only in the next iteration, after a socket was made).
+    if timeout <= .zero { throw .timedOut }
+    do {
+      return try await withTimeout(timeout) { () async throws(TinyAsyncError) -> TCPConnection in
+        try await connect(host: host, port: port)
+      }
+    } catch {
+      // withTimeout throws only what its body throws, or .timedOut.
+      throw error as? TinyAsyncError ?? .timedOut
+    }
+  }
+
   /// Connects to the Unix domain stream socket at `path` (or `"@name"`, a
   /// Linux abstract name), on the loop running this task. The connection is
   /// the same type as a TCP one, with the same reads and writes: code
