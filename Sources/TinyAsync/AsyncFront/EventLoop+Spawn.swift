@@ -59,7 +59,7 @@ extension EventLoop {
         state.future.succeed(value)
       } catch {
         loop.spawnedTaskEnded(state)
-        state.future.fail(error)
+        state.future.fail(TinyAsyncError.unified(error))
       }
     }
     cancelIfFinishing(state)

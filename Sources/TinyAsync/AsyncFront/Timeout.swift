@@ -146,8 +146,12 @@ public func withTimeout<Value>(
     timer.cancel()
     scope.close()
   }
-  return try await TimeoutScope.$current.withValue(scope) {
-    try await body()
+  do {
+    return try await TimeoutScope.$current.withValue(scope) {
+      try await body()
+    }
+  } catch {
+    throw TinyAsyncError.unified(error)  // one cancellation error
   }
 }
 
@@ -183,10 +187,14 @@ public func withShield<Value>(
   _ body: () async throws -> Value
 ) async throws -> Value {
   _ = EventLoop.running(for: "withShield")
-  return try await TimeoutScope.$current.withValue(TimeoutScope.shield()) {
-    if let timeout {
-      return try await withTimeout(timeout, body)
+  do {
+    return try await TimeoutScope.$current.withValue(TimeoutScope.shield()) {
+      if let timeout {
+        return try await withTimeout(timeout, body)
+      }
+      return try await body()
     }
-    return try await body()
+  } catch {
+    throw TinyAsyncError.unified(error)  // one cancellation error
   }
 }

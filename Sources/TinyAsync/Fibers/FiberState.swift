@@ -34,7 +34,7 @@ final class FiberState<Value>: FiberNode, @unchecked Sendable {
       future.succeed(value)
     } catch {
       finish()
-      future.fail(error)
+      future.fail(TinyAsyncError.unified(error))
     }
   }
 

@@ -111,7 +111,7 @@ extension EventLoop {
       do {
         outcome.result = .success(try await body.value())
       } catch {
-        outcome.result = .failure(error)
+        outcome.result = .failure(TinyAsyncError.unified(error))
       }
       loop.dropMainRef()
       cloop_stop(loop.cLoop)
