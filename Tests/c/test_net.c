@@ -21,12 +21,12 @@
 
 /* ---- counting allocations ---------------------------------------------
    The test binary's malloc, calloc and realloc forward to glibc's and
-   count while `counting` is set. ASan brings its own allocator, which
-   these must not replace: there the zero-allocation test skips. */
-#if defined(__SANITIZE_ADDRESS__)
+   count while `counting` is set. ASan and TSan bring their own allocators,
+   which these must not replace: there the zero-allocation test skips. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define NO_MALLOC_COUNT 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define NO_MALLOC_COUNT 1
 #endif
 #endif
@@ -648,6 +648,7 @@ static void check_heap_back(const char *who, size_t before) {
 }
 
 TEST_IMPL_POLL(net_10k_connections_no_fd_left) {
+  SKIP_IF_TSAN_TASKS(TENK);
   struct rlimit rl;
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
   rlim_t need = TENK + 200; /* per process: one side of each connection */
@@ -1167,7 +1168,7 @@ static intptr_t noalloc_main(void *arg) {
 TEST_IMPL_POLL(net_zero_allocations_per_round_trip) {
 #ifdef NO_MALLOC_COUNT
   (void)backend;
-  SKIP("allocations are not counted under ASan");
+  SKIP("allocations are not counted under ASan or TSan (their own allocators)");
 #else
   RUN(backend, noalloc_main, NULL);
   return 0;

@@ -173,6 +173,7 @@ static intptr_t mil_main(void *arg) {
 }
 
 TEST_IMPL(shared_million_tasks_alive) {
+  SKIP_IF_TSAN_TASKS(100000);
   /* Under ASan each swap of the shared stack re-tags its shadow memory; a
      tenth of the tasks keeps the test in its time limit there. */
 #if defined(__SANITIZE_ADDRESS__)

@@ -965,6 +965,7 @@ static intptr_t ring_main(void *arg) {
 }
 
 TEST_IMPL_SWITCH(sync_queue_ring_10k) {
+  SKIP_IF_TSAN_TASKS(10000);
   memset(&R, 0, sizeof R);
   ASSERT_EQ(test_run_task(opts, ring_main, NULL), 0);
   return 0;
@@ -972,6 +973,7 @@ TEST_IMPL_SWITCH(sync_queue_ring_10k) {
 
 /* The same on the shared stack, where each wait allocates its record. */
 TEST_IMPL_SWITCH(sync_queue_ring_10k_shared_stack) {
+  SKIP_IF_TSAN_TASKS(10000);
   memset(&R, 0, sizeof R);
   cloop_options o = *opts;
   o.task_stack = CLOOP_STACK_SHARED;

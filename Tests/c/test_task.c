@@ -338,6 +338,7 @@ static intptr_t many_main(void *arg) {
 }
 
 TEST_IMPL_SWITCH(task_100k_concurrent) {
+  SKIP_IF_TSAN_TASKS(100000);
   cloop_options o = *opts; /* the default stack size: 32 GB of address space */
 #if defined(__SANITIZE_ADDRESS__)
   /* ASan's swapcontext clears the shadow of the whole stack switched to

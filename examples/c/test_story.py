@@ -3,7 +3,10 @@
 the story printed its line and that the thousand sleepers finished in about
 one second.
 
-    test_story.py STORY_BINARY [--backend epoll|uring|auto]
+    test_story.py [--max-wall S] STORY_BINARY [--backend epoll|uring|auto]
+
+--max-wall: the wall time allowed for the sleepers (default 3 s); the TSan
+build passes more, each task there being a TSan fiber that is slow to make.
 
 Exits 0 on success, 1 on failure, 77 (CTest's skip) when the backend asked
 for is not available here.
@@ -27,7 +30,10 @@ def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    proc = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=60)
+    args, max_wall = sys.argv[1:], 3.0
+    if args[0] == "--max-wall":
+        max_wall, args = float(args[1]), args[2:]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     if "backend asked for is not available" in proc.stderr:
@@ -46,7 +52,7 @@ def main():
             total, wall = float(match["total"]), float(match["wall"])
             # About 500 s of sleeping (delays are uniform under 1 s) in about
             # 1 s; generous for sanitizer builds and busy machines.
-            if not 400 <= total <= 600 or not 0.9 <= wall <= 3.0:
+            if not 400 <= total <= 600 or not 0.9 <= wall <= max_wall:
                 print(f"FAIL: {total} s of sleeping in {wall} s of wall time")
                 failed = True
     return 1 if failed else 0

@@ -18,6 +18,22 @@
 #if defined(__SANITIZE_ADDRESS__)
 #define CLOOP__ASAN 1
 #endif
+/* ThreadSanitizer keeps a shadow call stack and a clock per thread; a
+   switch it is not told about leaves one task's frames on another's shadow
+   stack until it overflows. Each context is then a TSan fiber (coro.c). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CLOOP__TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CLOOP__TSAN 1
+#endif
+/* A sanitizer must hear of every switch: the inline register switch is
+   then bypassed for cloop__ctx_switch_slow, which tells it. */
+#if defined(CLOOP__ASAN) || defined(CLOOP__TSAN)
+#define CLOOP__ANNOTATE_SWITCH 1
+#endif
 
 /* A place execution can be suspended and resumed: a coroutine's, or the
    thread's own stack (stack_lo == NULL until ASan tells us its bounds). */
@@ -34,6 +50,11 @@ typedef struct cloop__ctx {
   void *fake_stack;
   void (*entry)(void *); /* what asan_begin calls (coro.c) */
   void *entry_arg;
+#endif
+#ifdef CLOOP__TSAN
+  /* Its TSan fiber: made with the context, or, for a thread's own stack,
+     the thread's fiber, looked up at its first switch away. */
+  void *tsan_fiber;
 #endif
 } cloop__ctx;
 
@@ -60,13 +81,13 @@ void cloop__switch_asm(void **save_sp, void *load_sp);      /* coro_*.S */
 void cloop__switch_asm_fast(void **save_sp, void *load_sp);
 #endif
 
-/* The switch with ucontext, or with ASan's fiber annotations. */
+/* The switch with ucontext, or with ASan's or TSan's fiber annotations. */
 void cloop__ctx_switch_slow(cloop__ctx *from, cloop__ctx *to, cloop_switch mode);
 
 /* The assembly switch, for the asm modes. Returns 0 (and switches
    nothing) for ucontext, or where there is no assembly switch. */
-static inline int cloop__switch_regs(cloop__ctx *from, cloop__ctx *to,
-                                     cloop_switch mode) {
+static inline __attribute__((always_inline)) int
+cloop__switch_regs(cloop__ctx *from, cloop__ctx *to, cloop_switch mode) {
 #if defined(CLOOP__HAVE_ASM)
   if (mode == CLOOP_SWITCH_ASM) {
     cloop__switch_asm(&from->sp, to->sp);
@@ -86,7 +107,7 @@ static inline int cloop__switch_regs(cloop__ctx *from, cloop__ctx *to,
    and a call through a wrapper is a tenth of each. */
 static inline void cloop__ctx_switch(cloop__ctx *from, cloop__ctx *to,
                                      cloop_switch mode) {
-#ifndef CLOOP__ASAN
+#ifndef CLOOP__ANNOTATE_SWITCH
   if (cloop__switch_regs(from, to, mode))
     return;
 #endif
