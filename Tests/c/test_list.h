@@ -278,3 +278,16 @@ TEST(uring_recv_lower_tier_without_multishot)
 TEST(uring_recv_unread_bytes_pause_then_flow)
 TEST(uring_recv_peek_read_and_eof)
 TEST(uring_backend_info_names_the_tier)
+
+
+/* test_group.c */
+TEST_POLL(group_connections_spread_reuseport)
+TEST_POLL(group_connections_spread_acceptor)
+TEST_POLL(group_await_work_on_another_loop)
+TEST_POLL(group_promise_from_thread_and_loop)
+TEST_POLL(group_promise_released_before_completion)
+TEST_POLL(group_1000_connections_nothing_left)
+TEST_POLL(group_graceful_stop)
+TEST_POLL(group_stop_idle_is_quick)
+TEST(group_misuse_names_itself)
+TEST(group_default_size_and_pinning)

@@ -60,6 +60,7 @@ static void close_tasks(cloop_loop *loop, struct cloop__coro *c) {
     cloop__misuse("closing a loop from inside its task '%s'",
                   cloop_task_name(c->current));
   loop->running = 1;
+  c->closing = 1;
   while (c->live_tasks) {
     for (cloop_link *l = c->tasks.prev; l != &c->tasks; l = l->prev) {
       cloop_task *t = task_of(l);

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -135,12 +136,14 @@ static void say_number(size_t n) {
 }
 
 /* The advice printed with an overflow: the C option, unless the embedder
-   (the Swift layer) set words of its own. */
-static const char *overflow_advice =
+   (the Swift layer) set words of its own. Process-wide and atomic: it may
+   be set while other loops' threads run, and the handler reads it on any
+   of them (a relaxed load: a plain mov). */
+static const char *_Atomic overflow_advice =
     "raise cloop_options.stack_size, or keep large values off the stack";
 
 void cloop_set_overflow_advice(const char *advice) {
-  overflow_advice = advice;
+  atomic_store_explicit(&overflow_advice, advice, memory_order_relaxed);
 }
 
 /* On the alternate stack. A fault in the running coroutine's guard
@@ -174,7 +177,7 @@ static void on_segv(int sig, siginfo_t *si, void *context) {
       say("' (its stack is ");
       say_number(c->stack_size >> 10);
       say(" KiB; ");
-      say(overflow_advice);
+      say(atomic_load_explicit(&overflow_advice, memory_order_relaxed));
       say(")\n");
       struct sigaction dfl;
       memset(&dfl, 0, sizeof dfl);
@@ -187,7 +190,19 @@ static void on_segv(int sig, siginfo_t *si, void *context) {
   sigaction(SIGSEGV, &previous_segv, NULL);
 }
 
+/* A thread that made its alternate stack here gives it back when it exits
+   (a group's loop threads come and go: 64 KiB each otherwise). The key's
+   value is the stack; its destructor runs at the thread's exit. */
+static pthread_key_t alt_stack_key;
+
+static void alt_stack_free(void *stack) {
+  stack_t ss = {.ss_flags = SS_DISABLE};
+  sigaltstack(&ss, NULL);
+  free(stack);
+}
+
 static void install_handler(void) {
+  pthread_key_create(&alt_stack_key, alt_stack_free);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_segv;
@@ -207,8 +222,9 @@ void cloop__overflow_guard_init(void) {
     return;
   }
   stack_t ss = {.ss_sp = malloc(ALT_STACK_SIZE), .ss_size = ALT_STACK_SIZE};
-  if (ss.ss_sp && sigaltstack(&ss, NULL) == 0)
+  if (ss.ss_sp && sigaltstack(&ss, NULL) == 0) {
     alt_stack = ss.ss_sp;
-  else
+    pthread_setspecific(alt_stack_key, ss.ss_sp);
+  } else
     free(ss.ss_sp);
 }

@@ -26,6 +26,7 @@ struct cloop__coro {
   struct cloop_task *shared_owner; /* whose frames are on it now */
   cloop_unretrieved_fn unretrieved;
   void *unretrieved_arg;
+  uint8_t closing;              /* close_tasks has begun: remote spawns are refused */
 };
 
 /* Where a suspended task is parked; what cancelling it must undo. */

@@ -17,7 +17,8 @@
  * loop from another thread -- aborts with a message that names it.
  *
  * Threads: a loop belongs to the thread that created it. cloop_call_threadsafe
- * is the one function another thread may call.
+ * is the one function another thread may call on it (and cloop_promise_set_*,
+ * which goes through it). A cloop_group runs N loops on N threads.
  */
 #ifndef CLOOP_H
 #define CLOOP_H
@@ -750,6 +751,84 @@ int cloop_udp_membership(int fd, const char *group, const char *iface,
    sockets get what fd sends to a group (the kernel's default: 1). */
 int cloop_udp_set_multicast_loop(int fd, int on);
 
+/* ---- a group of loops: one per core ---------------------------------
+
+   N loops on N threads, thread-per-core and shared-nothing (Seastar's,
+   SwiftNIO's MultiThreadedEventLoopGroup): each loop is a loop of its own
+   (backend, ring, heap, task slabs, stack pool), created on its own
+   thread and run there. A task never changes loop. Between loops there is
+   one path, the target loop's cloop_call_threadsafe: scheduling a callback
+   on loop i is cloop_call_threadsafe(cloop_group_loop(g, i), h); spawning a
+   task there with its result awaitable elsewhere is cloop_spawn_remote;
+   completing a future from another thread is a cloop_promise. */
+typedef struct cloop_group cloop_group;
+
+typedef struct cloop_group_options {
+  int loops;            /* 0: the CPUs of the process's affinity mask */
+  int pin;              /* 1: loop i runs only on the i-th CPU of that mask */
+  cloop_options loop;   /* every loop's options (cloop_options_init) */
+  /* On loop i's thread, before it runs (may be NULL): a place to start
+     its listeners or tasks. */
+  void (*on_start)(cloop_loop *loop, int index, void *arg);
+  /* On loop i's thread when the group stops (may be NULL): stop accepting
+     and tell long-lived tasks to finish; the group's own listeners are
+     closed already. */
+  void (*on_stop)(cloop_loop *loop, int index, void *arg);
+  void *arg;            /* for on_start and on_stop */
+} cloop_group_options;
+
+/* Fills opts with the defaults: one loop per CPU, not pinned, default
+   loop options. */
+void cloop_group_options_init(cloop_group_options *opts);
+
+/* Starts the loops (opts may be NULL), each on a thread of its own, and
+   returns once every loop exists and runs. Returns 0, -EINVAL (loops < 0
+   or over 1024), -ENOMEM, -errno of pthread_create, or what a loop's
+   cloop_loop_new returned (then no loop is left running). */
+int cloop_group_start(cloop_group **out, const cloop_group_options *opts);
+
+/* The number of loops. Any thread. */
+int cloop_group_size(const cloop_group *g);
+
+/* Loop i (0 <= i < size; else aborts). Any thread; only loop i's thread
+   may use it but through cloop_call_threadsafe. */
+cloop_loop *cloop_group_loop(const cloop_group *g, int i);
+
+/* The next loop round-robin (one relaxed atomic add, shared by the
+   callers of this function only). Any thread. */
+cloop_loop *cloop_group_next(cloop_group *g);
+
+/* The index of loop in g, or -1 if it is not g's. Any thread. */
+int cloop_group_index(const cloop_group *g, const cloop_loop *loop);
+
+/* Graceful stop, from a thread that is none of the group's: on each loop
+   the group's listeners close and on_stop runs; each loop then runs until
+   nothing is left or drain_ns have passed; what is still alive is
+   cancelled and run until it has unwound, and failures nobody retrieved
+   are reported (cloop_set_unretrieved_hook, per loop); then the loops are
+   freed, the threads joined and g freed. Returns 0, or -EBUSY if a loop
+   could not be freed (something it holds never ended: a watcher, a
+   reference, an unreleased cloop_promise; it is left allocated). */
+int cloop_group_stop(cloop_group *g, int64_t drain_ns);
+
+/* Listening across the group. fn(loop, fd, arg) runs on the loop that is
+   to serve each accepted connection (the fd is the callee's). By default
+   each loop has its own listening socket on host:port with SO_REUSEPORT and
+   the kernel spreads connections over them; with CLOOP_GROUP_ACCEPTOR
+   loop 0 alone accepts and hands the fds round-robin to every loop
+   (through their thread-safe calls), for setups where SO_REUSEPORT is not
+   wanted. The sockets close when the group stops. Any thread. Returns
+   the port (port 0 picks one), or what cloop_tcp_listen returns, -ENOMEM. */
+enum { CLOOP_GROUP_ACCEPTOR = 2 }; /* cloop_group_listen flags */
+typedef void (*cloop_group_conn_fn)(cloop_loop *loop, int fd, void *arg);
+int cloop_group_listen(cloop_group *g, const char *host, int port,
+                       int backlog, int flags, cloop_group_conn_fn fn,
+                       void *arg);
+
+/* Connections accepted so far by (REUSEPORT) or handed to (ACCEPTOR) loop
+   i through the group's listeners. Any thread (a relaxed load). */
+uint64_t cloop_group_accepted(const cloop_group *g, int i);
+
 /* ---- coroutine level: futures ---------------------------------------- */
 
 /* A future is pending until it is completed once, with a value, an error
@@ -895,6 +974,43 @@ int cloop_process_wait(cloop_process *p);
    while a task waits on it: a closed fd leaves epoll's set without a word,
    so the task would stay parked until cancelled (cancel it first). */
 int cloop_wait_fd(int fd, int dir);
+
+/* ---- coroutine level: across loops and threads ------------------------ */
+
+/* A future of one loop that any thread may complete, once (asyncio's
+   loop.call_soon_threadsafe(fut.set_result, v)): the completion travels
+   through the loop's thread-safe call, and whatever awaits the future
+   resumes on its own loop. On the heap (it does not move, so shared-stack
+   tasks may await it), with two references: the owner's, dropped by
+   cloop_promise_release, and the completer's, dropped by completing it.
+   Until it is completed or released it holds a reference on its loop
+   (cloop_ref), so cloop_run waits for it. */
+typedef struct cloop_promise cloop_promise;
+
+/* On loop's thread. Returns 0 or -ENOMEM. */
+int cloop_promise_new(cloop_loop *loop, cloop_promise **out);
+/* Its future, on its loop: cloop_await it, add done callbacks. */
+cloop_future *cloop_promise_future(cloop_promise *p);
+/* Any thread, once: completes the future (err < 0; -ECANCELED ends it
+   cancelled). Returns 0, or -EALREADY if it was completed before (p is
+   then untouched). After a 0, p may be gone. */
+int cloop_promise_set_result(cloop_promise *p, intptr_t value);
+int cloop_promise_set_error(cloop_promise *p, int err);
+/* On its loop's thread, once nothing awaits the future: drops the owner's
+   reference. A completion that comes later is dropped. */
+void cloop_promise_release(cloop_promise *p);
+
+/* On home's thread: spawns fn(arg) as a task on target (another loop,
+   e.g. of a group; home itself works too) through target's thread-safe
+   call, and gives a promise of home that completes with the task's result
+   or error. The task runs and ends on target; a cloop_future of home is
+   what waits. Release the promise when done with it; if it is released
+   before the task fails, the failure is reported as unretrieved at
+   target's close. A target that is closing answers -ECANCELED without
+   running fn. Returns 0, -ENOMEM. */
+int cloop_spawn_remote(cloop_loop *home, cloop_loop *target,
+                       cloop_promise **out, cloop_task_fn fn, void *arg,
+                       const char *name);
 
 /* ---- coroutine level: deadlines, running a main task ------------------ */
 
