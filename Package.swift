@@ -95,7 +95,8 @@ let package = Package(
     ),
     .testTarget(
       name: "TinyAsyncTests",
-      dependencies: ["TinyAsync", "CFdPeer"]
+      // Logging: a recording LogHandler for the loop's injectable logger.
+      dependencies: ["TinyAsync", "CFdPeer", .product(name: "Logging", package: "swift-log")]
     ),
   ],
   swiftLanguageModes: [.v6]

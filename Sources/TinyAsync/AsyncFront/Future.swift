@@ -182,7 +182,7 @@ public final class Future<Value> {
   func reportUnretrieved(owner: @autoclosure () -> String) {
     guard let error, !retrieved, !Self.isCancellation(error) else { return }
     retrieved = true
-    logger.warning("\(owner()) failed and its error was never retrieved: \(error)")
+    loop.loopLogger.warning("\(owner()) failed and its error was never retrieved: \(error)")
   }
 
   /// `true` once completed with an error or a cancellation.

@@ -12,8 +12,8 @@ struct RepeatedWarning {
   private var started: Duration?
   private var count = 0
 
-  /// The condition happened (again): logs `message()` if it is new.
-  mutating func occurred(at now: Duration, _ message: @autoclosure () -> String) {
+  /// The condition happened (again): logs `message()` to `logger` if it is new.
+  mutating func occurred(at now: Duration, logger: Logger, _ message: @autoclosure () -> String) {
     count += 1
     if started == nil {
       started = now
@@ -23,7 +23,7 @@ struct RepeatedWarning {
 
   /// The condition is over (the operation worked): logs how long it
   /// lasted, if it was on.
-  mutating func ended(at now: Duration, _ what: @autoclosure () -> String) {
+  mutating func ended(at now: Duration, logger: Logger, _ what: @autoclosure () -> String) {
     guard let started else { return }
     let ms = (now - started).saturatingNanoseconds / 1_000_000
     logger.notice("\(what()): recovered after \(count) failures over \(ms) ms")

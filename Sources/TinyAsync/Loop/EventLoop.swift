@@ -1,5 +1,6 @@
 internal import CLoop
 internal import Glibc
+public import Logging
 
 /// An asyncio-style event loop on one thread: callbacks queued to run soon,
 /// timers, and calls from other threads, all run by ``runUntilIdle()`` in the order
@@ -64,17 +65,48 @@ public final class EventLoop {
   /// The main task of `runUntilComplete`, for its deadlock check.
   @exclusivity(unchecked) var mainWatch = MainTaskWatch()
 
+  /// What the loop logs (see ``logger``); set by `init(logger:)`.
+  @exclusivity(unchecked) var loopLogger: Logger
+
   /// Creates a loop owned by the calling thread.
   ///
+  /// - Parameters:
+  ///   - backend: The poller; `.automatic` picks io_uring where it runs.
+  ///   - fiberStackSize: The usable bytes of each fiber's stack, private
+  ///     and shared alike (`cloop_options.stack_size`); `nil` for the C
+  ///     core's 256 KiB. At least 16 KiB. Only the pages a fiber touches
+  ///     cost memory, so a large size costs address space, not RAM; each
+  ///     stack also has a 64 KiB guard below it. Raise it for fibers that
+  ///     keep large values on the stack; lower it for very many fibers on
+  ///     a small address space.
+  ///   - logger: Where the loop logs (an error no one retrieved, an accept
+  ///     retried for want of descriptors); `nil` for a logger labelled
+  ///     `TinyAsync`, which goes wherever `LoggingSystem.bootstrap` sends
+  ///     swift-log's logs.
   /// - Throws: ``TinyAsyncError/backendUnavailable`` when `backend` names
   ///   one that cannot run here; ``TinyAsyncError/system(errno:message:)``
   ///   when the kernel refuses (e.g. `EMFILE` for the epoll or eventfd
   ///   descriptor); ``TinyAsyncError/invalidSetting(code:detail:)`` for a
-  ///   `$CLOOP_BACKEND` or `$CLOOP_SWITCH` it does not understand.
-  public init(backend: Backend = .automatic) throws(TinyAsyncError) {
+  ///   `fiberStackSize` under 16 KiB, or a `$CLOOP_BACKEND` or
+  ///   `$CLOOP_SWITCH` it does not understand.
+  ///
+  /// ```swift
+  /// let loop = try EventLoop(fiberStackSize: 1 << 20, logger: Logger(label: "app.loop"))
+  /// ```
+  public init(backend: Backend = .automatic, fiberStackSize: Int? = nil, logger: Logger? = nil) throws(TinyAsyncError) {
     var options = cloop_options()
     cloop_options_init(&options)
     options.backend = backend.cValue
+    if let fiberStackSize {
+      // The C core's own check would name cloop_options.stack_size.
+      guard fiberStackSize >= Self.leastFiberStack else {
+        throw .invalidSetting(
+          code: CLOOP_EBADOPTION,
+          detail: "EventLoop(fiberStackSize:): \(fiberStackSize) bytes is under the least, \(Self.leastFiberStack) (16 KiB)")
+      }
+      options.stack_size = fiberStackSize
+    }
+    loopLogger = logger ?? defaultLogger
     var loop: OpaquePointer?
     let rc = cloop_loop_new(&loop, &options)
     guard rc == 0, let loop else { throw TinyAsyncError(code: rc < 0 ? rc : -EIO) }
@@ -88,13 +120,37 @@ public final class EventLoop {
     _ = Self.overflowAdviceSet
   }
 
+  /// The C core's least `stack_size` (`runtime.c`).
+  private static let leastFiberStack = 16384
+
+  /// Where this loop logs what must not pass in silence but is no error of
+  /// the caller's: a task or fiber failed and nobody retrieved its error, a
+  /// listener's accept fails for want of descriptors. Swap it to send those
+  /// to your own handler, with your metadata.
+  ///
+  /// ```swift
+  /// var logger = Logger(label: "app.loop")
+  /// logger[metadataKey: "loop"] = "main"
+  /// loop.logger = logger
+  /// ```
+  public var logger: Logger {
+    get {
+      checkThread("EventLoop.logger")
+      return loopLogger
+    }
+    set {
+      checkThread("EventLoop.logger")
+      loopLogger = newValue
+    }
+  }
+
   /// The advice of the C core's stack overflow report, in Swift's terms:
   /// its default names `cloop_options.stack_size`, which Swift code cannot
   /// set. Process-wide; set once (a static's lazy initializer), before the
   /// first loop can run a fiber. A literal: it stays valid for good.
   private static let overflowAdviceSet: Void = {
     let advice: StaticString =
-      "keep large values and deep recursion out of fibers: an Array keeps its elements on the heap, and a Swift task (loop.spawn) runs on the thread's own stack"
+      "raise EventLoop(fiberStackSize:), or keep large values and deep recursion out of fibers: an Array keeps its elements on the heap, and a Swift task (loop.spawn) runs on the thread's own stack"
     cloop_set_overflow_advice(UnsafeRawPointer(advice.utf8Start).assumingMemoryBound(to: CChar.self))
   }()
 

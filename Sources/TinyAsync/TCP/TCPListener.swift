@@ -232,7 +232,7 @@ extension TCPListener: AsyncSequence {
       while true {
         do {
           let connection = try await listener.accept()
-          shortage.ended(at: listener.loop.now, "TCPListener on port \(listener.port): accept")
+          shortage.ended(at: listener.loop.now, logger: listener.loop.loopLogger, "TCPListener on port \(listener.port): accept")
           return connection
         } catch .closed {
           return nil
@@ -248,7 +248,7 @@ extension TCPListener: AsyncSequence {
           // The C acceptor has paused 10 ms already: no spin, and one log
           // line for the episode, not one per retry.
           let port = listener.port
-          shortage.occurred(at: listener.loop.now, "TCPListener on port \(port): accept failed, retrying every 10 ms: \(error)")
+          shortage.occurred(at: listener.loop.now, logger: listener.loop.loopLogger, "TCPListener on port \(port): accept failed, retrying every 10 ms: \(error)")
         }
       }
     }
