@@ -58,46 +58,8 @@ while let argument = arguments.popFirst() {
   }
 }
 
-let tooLong = Array("ERR too long\n".utf8)
-
-/// What goes back for one datagram.
-func reply(to datagram: Datagram) -> [UInt8] {
-  datagram.truncated ? tooLong : datagram.bytes
-}
-
 do {
-  let loop = try EventLoop(backend: backend)
-  let socket = try UDPSocket(host: host, port: port, on: loop)
-  printError("tinyasync-udp-echo: \(fibers ? "fibers" : "async") on \(loop.backend), \(try socket.localAddress)")
-  print("READY \(try socket.port)")
-  fflush(nil)  // READY must reach a pipe at once
-  if fibers {
-    try loop.runFiberUntilComplete {
-      while true {
-        do {
-          let datagram = try socket.receive(max: max)
-          try socket.send(reply(to: datagram), to: datagram.sender)
-        } catch TinyAsyncError.closed {
-          return
-        } catch {
-          printError("tinyasync-udp-echo: \(error)")  // a refused peer: go on
-        }
-      }
-    }
-  } else {
-    try loop.runUntilComplete {
-      while true {
-        do {
-          let datagram = try await socket.receive(max: max)
-          try await socket.send(reply(to: datagram), to: datagram.sender)
-        } catch TinyAsyncError.closed {
-          return
-        } catch {
-          printError("tinyasync-udp-echo: \(error)")
-        }
-      }
-    }
-  }
+  try serve(host: host, port: port, max: max, fibers: fibers, backend: backend)
 } catch {
   printError("tinyasync-udp-echo: \(error)")
   exit(1)
