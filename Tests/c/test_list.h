@@ -218,6 +218,20 @@ TEST_POLL(io_resolve)
 TEST_POLL(io_connector_and_acceptor)
 TEST_POLL(io_acceptor_emfile_pauses)
 
+/* test_file.c */
+TEST_POLL(file_sizes)
+TEST_POLL(file_shared_stack)
+TEST_POLL(file_large)
+TEST_POLL(file_holes)
+TEST_POLL(file_errors)
+TEST_POLL(file_eacces)
+TEST_POLL(file_read_keeps_timers)
+TEST_POLL(file_cancel_before_start)
+TEST_POLL(file_cancel_large_read)
+TEST_POLL(file_read_deadline)
+TEST_POLL(file_send)
+TEST(file_outside_task_aborts)
+
 /* test_pool.c */
 TEST(pool_10k_jobs)
 TEST(pool_cancel_and_order)

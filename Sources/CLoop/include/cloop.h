@@ -559,6 +559,91 @@ int cloop_work_cancel(cloop_work *w);
    blocking call (a task cancelled while it waits). */
 int cloop_work_abandon(cloop_work *w, cloop_work_fn drop);
 
+/* ---- files: libuv's uv_fs_*, io_uring's file requests ----------------- */
+
+/* One file operation in the caller's memory (zero it before its first
+   use), completing with a callback like a cloop_op. On io_uring each is
+   the kernel's own request (OPENAT, READ, WRITE, FSYNC, STATX, CLOSE); on
+   epoll, or io_uring on a kernel without a synchronous cancel, it runs on
+   the loop's work pool (regular files are always "ready" to epoll), where
+   a read goes into the request's own buffer and is copied into buf on the
+   loop's thread, and a write is copied out of buf when it starts: the
+   pool path costs a copy, and buf is never touched once the operation has
+   ended or been cancelled. Any number may be in flight on one fd. */
+typedef struct cloop_file_op cloop_file_op;
+typedef void (*cloop_file_fn)(cloop_file_op *op);
+
+/* What a stat returns (statx's basic fields). */
+typedef struct cloop_file_info {
+  uint64_t size;     /* bytes */
+  uint64_t blocks;   /* 512-byte blocks allocated: fewer than size says for a
+                        file with holes */
+  uint32_t mode;     /* st_mode: the type (S_ISREG, S_ISDIR) and permissions */
+  uint32_t nlink;
+  int64_t mtime_ns;  /* last modification, ns since the Unix epoch */
+} cloop_file_info;
+
+enum {
+  CLOOP_FILE_OPEN = 1, CLOOP_FILE_CLOSE, CLOOP_FILE_READ, CLOOP_FILE_WRITE,
+  CLOOP_FILE_FSYNC, CLOOP_FILE_STAT
+};
+
+struct cloop_file_op {
+  cloop_handle handle;  /* the completion, queued on the ready ring */
+  cloop_loop *loop;
+  cloop_file_fn fn;
+  void *data;           /* the caller's */
+  int kind;             /* CLOOP_FILE_* */
+  int fd;
+  int flags;            /* open: O_* (O_CLOEXEC is added); fsync: 1 for data only */
+  unsigned mode;        /* open: the permissions of a file it creates */
+  int result;           /* in fn: bytes, the new fd, or 0; or -errno */
+  uint8_t state;        /* the library's: idle, in flight, complete */
+  const char *path;     /* open, stat by path: read until fn runs */
+  void *buf;            /* read, write */
+  size_t len;
+  uint64_t offset;      /* read, write: the file position (below 2^63) */
+  cloop_file_info info; /* stat: the answer */
+  uint64_t tag;         /* io_uring: the submission's user_data */
+  void *job;            /* the pool path's request */
+  unsigned char kbuf[256] __attribute__((aligned(8))); /* io_uring: the
+                                       kernel's struct statx */
+};
+
+/* Each returns 0 once the operation is under way (fn then runs exactly
+   once, on the loop's thread, from the ready ring), or -EINVAL (an offset
+   at or past 2^63, a NULL path), -ENOMEM, -EAGAIN (no pool thread could
+   start); then fn is not called. Starting an op in flight aborts. The
+   result comes in op->result: open, the new fd (non-blocking is not set:
+   files ignore it) or -ENOENT, -EACCES, -EISDIR, -EEXIST, -EMFILE, ...;
+   read, the bytes read (fewer than len only at end of file; 0 there);
+   write, the bytes written (fewer only on -ENOSPC's way); close, fsync,
+   stat, 0. */
+int cloop_file_op_open(cloop_loop *loop, cloop_file_op *op, const char *path,
+                       int flags, unsigned mode, cloop_file_fn fn, void *data);
+int cloop_file_op_close(cloop_loop *loop, cloop_file_op *op, int fd,
+                        cloop_file_fn fn, void *data);
+int cloop_file_op_read(cloop_loop *loop, cloop_file_op *op, int fd, void *buf,
+                       size_t len, uint64_t offset, cloop_file_fn fn,
+                       void *data);
+int cloop_file_op_write(cloop_loop *loop, cloop_file_op *op, int fd,
+                        const void *buf, size_t len, uint64_t offset,
+                        cloop_file_fn fn, void *data);
+/* datasync 1: fdatasync's promise (the data and the size, not the times). */
+int cloop_file_op_fsync(cloop_loop *loop, cloop_file_op *op, int fd,
+                        int datasync, cloop_file_fn fn, void *data);
+/* Of the open file fd, or (fd < 0) of path, following symbolic links. */
+int cloop_file_op_stat(cloop_loop *loop, cloop_file_op *op, int fd,
+                       const char *path, cloop_file_fn fn, void *data);
+/* Ends an op in flight: fn runs with -ECANCELED from the ready ring, and
+   returns 1. On io_uring the cancel is synchronous (the kernel is done
+   with buf when it returns); a request that had finished first keeps its
+   result instead (fn gets the bytes or the new fd) and 0 is returned. On
+   the pool an op not started never runs; a running one finishes on its
+   thread and its result is dropped there (an fd it opened is closed). A
+   cancelled write may have reached the file. Returns 0 for an idle op. */
+int cloop_file_op_cancel(cloop_loop *loop, cloop_file_op *op);
+
 /* ---- name resolution: libuv's uv_getaddrinfo --------------------------- */
 
 struct addrinfo;
@@ -1281,6 +1366,44 @@ enum { CLOOP_UDP_TRUNCATED = 1 }; /* in cloop_udp_recvfrom's flags_out */
 /* In a task: closes fd; a task parked on it wakes with -EBADF. (Outside
    a task, cloop_close_fd does the same.) */
 int cloop_sock_close(int fd);
+
+/* ---- coroutine level: files --------------------------------------------
+
+   Each call runs in a task and parks only that task, on the file
+   operations above (io_uring's requests, or the work pool); it takes part
+   in cancellation and deadline scopes (-ECANCELED / -ETIMEDOUT, with the
+   operation cancelled underneath; a read or open that had finished first
+   returns its result and the interruption waits for the next await).
+   Buffers and paths may live on a shared stack (they are copied). Errors
+   are -errno. */
+
+/* In a task: opens path (O_* flags, O_CLOEXEC added; mode for O_CREAT).
+   Returns the fd, or -ENOENT, -EACCES, -EISDIR, -EEXIST, -EMFILE, ... */
+int cloop_file_open(const char *path, int flags, unsigned mode);
+/* In a task: closes fd. */
+int cloop_file_close(int fd);
+/* In a task: up to len bytes at offset; fewer only at the end of the
+   file, 0 past it. */
+ssize_t cloop_file_pread(int fd, void *buf, size_t len, uint64_t offset);
+/* In a task: writes some of buf at offset; returns the count. */
+ssize_t cloop_file_pwrite(int fd, const void *buf, size_t len, uint64_t offset);
+/* In a task: fsync(2), or fdatasync(2) when datasync is 1. */
+int cloop_file_fsync(int fd, int datasync);
+/* In a task: stats the open file fd, or (fd < 0) path, into *out. */
+int cloop_file_stat(int fd, const char *path, cloop_file_info *out);
+/* In a task: reads fd from offset 0 to its end into a malloc'd buffer
+   (*out, with a NUL after its *len bytes; free it). Returns 0 or -errno
+   (then *out is NULL). */
+int cloop_file_read_all(int fd, void **out, size_t *len);
+/* In a task: writes all of buf at offset across partial writes; returns
+   len or -errno (-ENOSPC, ...; how much reached the file is then unknown). */
+ssize_t cloop_file_write_all(int fd, const void *buf, size_t len,
+                             uint64_t offset);
+/* In a task: sends len bytes of filefd from offset into the socket sockfd
+   (read in 64 KiB chunks, each sent with cloop_sock_sendall; one buffer
+   for the whole call). Returns the bytes sent: len, or fewer if the file
+   ends first; or -errno from either side. */
+ssize_t cloop_file_send(int sockfd, int filefd, uint64_t offset, size_t len);
 
 /* ---- for tests -------------------------------------------------------- */
 

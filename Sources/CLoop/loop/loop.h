@@ -78,6 +78,10 @@ typedef struct cloop__io_ops {
   /* A receive that does not wait, from what the backend holds for fd;
      CLOOP__NOT_HELD when it holds nothing (then recv(2) may run). */
   ssize_t (*recv_now)(cloop_loop *loop, int fd, void *buf, size_t len, int flags);
+  /* File operations (file.c), with start's and cancel's promises; NULL:
+     they run on the work pool. */
+  int (*file_start)(cloop_loop *loop, cloop_file_op *op);
+  void (*file_cancel)(cloop_loop *loop, cloop_file_op *op);
 } cloop__io_ops;
 
 #define CLOOP__NOT_HELD (-((ssize_t)1 << 40)) /* below every -errno */
@@ -111,6 +115,10 @@ int cloop__connect_addr(cloop_loop *loop, cloop_connector *c,
 
 /* Ends an I/O operation with result and queues its callback (io.c). */
 void cloop__op_complete(cloop_op *op, int result);
+/* Ends a file operation with result and queues its callback (file.c). */
+void cloop__file_complete(cloop_file_op *op, int result);
+/* Fills info from a struct statx (file.c; both paths). */
+void cloop__file_info_from_statx(cloop_file_info *info, const void *statx);
 /* Points a recvmsg/sendmsg op's msghdr at its buffer and address (io.c). */
 void cloop__op_msg_prepare(cloop_op *op);
 

@@ -141,6 +141,7 @@ static int ur_init(cloop_loop *loop) {
 static void ur_close(cloop_loop *loop) {
   struct cloop__uring *u = U;
   cloop__uring_ops_close(loop);
+  cloop__uring_files_close(loop);
   cloop__uring_streams_close(loop);
   io_uring_queue_exit(&u->ring); /* cancels every request still in it */
   cloop__uring_bufs_free(u);
@@ -302,6 +303,8 @@ static int complete(cloop_loop *loop, uint64_t data, int res, unsigned flags) {
   if (data & OP_BIT)
     return (uint32_t)data & STREAM_BIT
                ? cloop__uring_stream_completed(loop, data, res, flags)
+           : (uint32_t)data & FILE_BIT
+               ? cloop__uring_file_completed(loop, data, res)
                : cloop__uring_op_completed(loop, data, res);
   uint32_t fd = (uint32_t)data, gen = (uint32_t)(data >> 32);
   if (fd == TAG_FD) {

@@ -29,6 +29,10 @@
    the low word, which no operation slot reaches, then the fd. */
 #define STREAM_BIT 0x80000000u
 #define STREAM_KEY(fd, gen) (OP_BIT | (uint64_t)(gen) << 32 | STREAM_BIT | (uint32_t)(fd))
+/* A file operation (uring_file.c): OP_BIT, and FILE_BIT in the low word,
+   which operation slots stay below, then its slot in the file table. */
+#define FILE_BIT 0x40000000u
+#define FILE_KEY(i, gen) (OP_BIT | (uint64_t)(gen) << 32 | FILE_BIT | (uint32_t)(i))
 #define WAKE_TAG KEY(TAG_FD, 0)   /* the eventfd read */
 #define IGNORE_TAG KEY(TAG_FD, 1) /* a failed cancel: nothing to do */
 
@@ -105,6 +109,7 @@ struct cloop__uring {
   struct io_uring_buf_ring *br;
   char *bufs;          /* the ring's buffers, one block */
   uint32_t bufs_out;   /* buffers taken by the kernel, not yet given back */
+  struct cloop__uring_files *files; /* uring_file.c's, from the first one */
 };
 
 #define U (loop->poller.uring)
@@ -157,5 +162,12 @@ int cloop__uring_stream_completed(cloop_loop *loop, uint64_t data, int res,
 void cloop__uring_stream_forget(cloop_loop *loop, int fd);
 void cloop__uring_streams_close(cloop_loop *loop);
 void cloop__uring_bufs_free(struct cloop__uring *u);
+
+/* File operations (uring_file.c): file.c's start and cancel, a file
+   completion (user_data has FILE_BIT), and before the ring closes. */
+int cloop__uring_file_start(cloop_loop *loop, cloop_file_op *op);
+void cloop__uring_file_cancel(cloop_loop *loop, cloop_file_op *op);
+int cloop__uring_file_completed(cloop_loop *loop, uint64_t data, int res);
+void cloop__uring_files_close(cloop_loop *loop);
 
 #endif

@@ -63,7 +63,7 @@ static cloop_op *op_release(cloop_loop *loop, uint32_t i) {
    The kernel never points into it, so it may move. */
 static int grow_ops(struct cloop__uring *u) {
   uint32_t n = u->nops ? u->nops * 2 : 64;
-  if (n <= u->nops || n > STREAM_BIT) /* slot numbers stay below STREAM_BIT */
+  if (n <= u->nops || n > FILE_BIT) /* slot numbers stay below FILE_BIT */
     return -ENOMEM;
   opslot *ops = realloc(u->ops, (size_t)n * sizeof *ops);
   if (!ops)
@@ -256,4 +256,6 @@ const cloop__io_ops cloop__uring_io_ops = {
     .cancel = ur_op_cancel,
     .forget_fd = cloop__uring_stream_forget,
     .recv_now = cloop__uring_stream_recv_now,
+    .file_start = cloop__uring_file_start, /* uring_file.c */
+    .file_cancel = cloop__uring_file_cancel,
 };
