@@ -482,7 +482,13 @@ TEST_IMPL_POLL(io_acceptor_emfile_pauses) {
   ASSERT_EQ(close(c), 0);
 
   /* Cancelled during the pause: -ECANCELED, once. The clock stands still
-     in iterations that may not wait, so the pause cannot run out. */
+     in iterations that may not wait, so the pause cannot run out. A new
+     listener: io_uring's multishot accept, armed on lfd by the accepts
+     above, takes the descriptor limit of when it was armed. */
+  ASSERT_EQ(cloop_close_fd(loop, lfd), 0);
+  lfd = cloop_tcp_listen("127.0.0.1", 0, 16, 0);
+  ASSERT_GE(lfd, 0);
+  to = loopback(cloop_sock_port(lfd));
   c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_EQ(connect(c, (struct sockaddr *)&to, sizeof to), 0);
   limit_fds_to_next(&old);

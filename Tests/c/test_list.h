@@ -292,6 +292,7 @@ TEST(uring_recv_lower_tier_without_multishot)
 TEST(uring_recv_unread_bytes_pause_then_flow)
 TEST(uring_recv_peek_read_and_eof)
 TEST(uring_backend_info_names_the_tier)
+TEST(uring_accept_multishot_queues_and_delivers)
 
 
 /* test_group.c */

@@ -6,13 +6,18 @@
  * then resumes); a peek then a read of the same bytes; end of stream
  * reported again and again; and each of those on the lower tier too, with
  * multishot receives turned off (CLOOP_URING_MULTISHOT=0), where every recv
- * is a request of its own. io_uring only: each test skips where it is
+ * is a request of its own; and a listener's multishot accept (connections
+ * queued with their peers' addresses, a cancelled accept losing none, the
+ * listener's close ending the ones nobody took). io_uring only: each test skips where it is
  * missing. (Cancel, close and fd reuse under a waiting receive are in
  * test_uring_ops.c, which runs on whichever tier the kernel gives.) */
 #include "test.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #define MS 1000000LL
 #define STREAM_BIT 0x80000000u /* uring.h's mark of a stream waiter's tag */
@@ -279,5 +284,85 @@ TEST_IMPL(uring_backend_info_names_the_tier) {
   ASSERT_EQ(cloop_close_fd(loop, sv[0]), 0);
   ASSERT_EQ(close(sv[1]), 0);
   ASSERT_EQ(cloop_loop_free(loop), 0);
+  return 0;
+}
+
+/* A listener's multishot accept: connections taken as they come are
+   queued for the accepts, each with its peer's address; a cancelled accept
+   loses no connection; closing the listener closes the ones nobody took.
+   On the lower tier the same through single-shot accepts. */
+static int accept_round(void) {
+  cloop_loop *loop;
+  LOOP_NEW(loop, backend);
+  int lfd = cloop_tcp_listen("127.0.0.1", 0, 64, 0);
+  ASSERT_GE(lfd, 0);
+  struct sockaddr_in to;
+  memset(&to, 0, sizeof to);
+  to.sin_family = AF_INET;
+  to.sin_port = htons((uint16_t)cloop_sock_port(lfd));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  enum { N = 20 };
+  int clients[N + 4];
+  int multishot = 0;
+  for (int i = 0; i < N; i++) {
+    clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(clients[i], (struct sockaddr *)&to, sizeof to), 0);
+    seen a = {0};
+    ASSERT_EQ(cloop_op_accept(loop, &a.op, lfd, on_done, &a), 0);
+    if ((uint32_t)a.op.tag & STREAM_BIT)
+      multishot = 1;
+    while (!a.calls)
+      ASSERT_GE(cloop_run_once(loop, 10 * MS), 0);
+    ASSERT_GE(a.result, 0);
+    /* its peer is the client: the ports match */
+    struct sockaddr_in mine;
+    socklen_t len = sizeof mine;
+    ASSERT_EQ(getsockname(clients[i], (struct sockaddr *)&mine, &len), 0);
+    ASSERT_EQ(a.op.addrlen, (socklen_t)sizeof(struct sockaddr_in));
+    ASSERT_EQ(((struct sockaddr_in *)&a.op.addr)->sin_port, mine.sin_port);
+    ASSERT_EQ(cloop_close_fd(loop, a.result), 0);
+  }
+  /* A waiting accept cancelled; the connection that comes next is not lost. */
+  seen a = {0};
+  ASSERT_EQ(cloop_op_accept(loop, &a.op, lfd, on_done, &a), 0);
+  ASSERT_GE(cloop_run_once(loop, 0), 0);
+  ASSERT_EQ(cloop_op_cancel(loop, &a.op), 1);
+  ASSERT_GE(cloop_run_once(loop, 0), 0);
+  ASSERT_EQ(a.result, -ECANCELED);
+  clients[N] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(clients[N], (struct sockaddr *)&to, sizeof to), 0);
+  for (int i = 0; i < 5; i++)
+    ASSERT_GE(cloop_run_once(loop, 1 * MS), 0);
+  a.calls = 0;
+  ASSERT_EQ(cloop_op_accept(loop, &a.op, lfd, on_done, &a), 0);
+  while (!a.calls)
+    ASSERT_GE(cloop_run_once(loop, 10 * MS), 0);
+  ASSERT_GE(a.result, 0);
+  ASSERT_EQ(cloop_close_fd(loop, a.result), 0);
+  /* Three more come while nobody accepts; closing the listener ends them. */
+  for (int i = N + 1; i < N + 4; i++) {
+    clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(clients[i], (struct sockaddr *)&to, sizeof to), 0);
+  }
+  for (int i = 0; i < 5; i++)
+    ASSERT_GE(cloop_run_once(loop, 1 * MS), 0);
+  ASSERT_EQ(cloop_close_fd(loop, lfd), 0);
+  for (int i = N + 1; i < N + 4; i++) {
+    char b;
+    struct timeval tv = {2, 0};
+    setsockopt(clients[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t r = recv(clients[i], &b, 1, 0);
+    ASSERT(r == 0 || (r < 0 && errno == ECONNRESET)); /* closed, not left hanging */
+  }
+  for (int i = 0; i < N + 4; i++)
+    close(clients[i]);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+  return multishot;
+}
+
+TEST_IMPL(uring_accept_multishot_queues_and_delivers) {
+  ASSERT(accept_round());
+  ASSERT_EQ(setenv("CLOOP_URING_MULTISHOT", "0", 1), 0); /* this child only */
+  ASSERT(!accept_round());
   return 0;
 }

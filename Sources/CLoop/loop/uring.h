@@ -33,6 +33,12 @@
    which operation slots stay below, then its slot in the file table. */
 #define FILE_BIT 0x40000000u
 #define FILE_KEY(i, gen) (OP_BIT | (uint64_t)(gen) << 32 | FILE_BIT | (uint32_t)(i))
+/* A listener's multishot accept: STREAM_BIT and LISTENER_BIT (the same
+   bit as FILE_BIT, which completions see only without STREAM_BIT), so
+   that a late connection of a forgotten listener is known as an fd to
+   close. */
+#define LISTENER_BIT 0x40000000u
+#define STREAM_FD_MASK 0x3fffffffu
 #define WAKE_TAG KEY(TAG_FD, 0)   /* the eventfd read */
 #define IGNORE_TAG KEY(TAG_FD, 1) /* a failed cancel: nothing to do */
 
@@ -77,6 +83,7 @@ typedef struct ur_stream {
   int end;           /* what a receive returns once the queue is empty */
   cloop_op *waiter;  /* the recv operation waiting for bytes, or NULL */
   ur_chunk *q;       /* the queue, a ring of qcap (a power of two) */
+  int *accepted;     /* a listener's: connections not yet taken, same ring */
   uint32_t qhead, qtail, qcap;
 } ur_stream;
 
@@ -106,6 +113,8 @@ struct cloop__uring {
   int nstreams;
   int br_state;        /* the buffer ring: 0 not tried, 1 set up, -1 none */
   int multishot_broken; /* the kernel refused a multishot receive */
+  int accept_broken;   /* ... or a multishot accept */
+  int accept_worked;   /* a multishot accept has given a connection */
   struct io_uring_buf_ring *br;
   char *bufs;          /* the ring's buffers, one block */
   uint32_t bufs_out;   /* buffers taken by the kernel, not yet given back */
@@ -153,6 +162,7 @@ void cloop__uring_sync_cancel(struct cloop__uring *u, uint64_t key);
    or its number handed out again); at close, the streams, then the
    buffers once the ring is gone. */
 int cloop__uring_stream_recv(cloop_loop *loop, cloop_op *op);
+int cloop__uring_stream_accept(cloop_loop *loop, cloop_op *op);
 ssize_t cloop__uring_stream_recv_now(cloop_loop *loop, int fd, void *buf,
                                      size_t len, int flags);
 int cloop__uring_stream_is_waiter(const cloop_op *op);

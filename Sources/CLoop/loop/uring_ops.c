@@ -149,6 +149,8 @@ int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
 /* A receive on a socket is a stream receive (uring_recv.c), peeks too; the
    rest, and receives with other flags or of no bytes, a request each. */
 static int ur_op_start(cloop_loop *loop, cloop_op *op) {
+  if (op->kind == CLOOP_OP_ACCEPT)
+    return cloop__uring_stream_accept(loop, op);
   if (op->kind == CLOOP_OP_RECV && op->len > 0 &&
       (op->flags & ~(MSG_DONTWAIT | MSG_PEEK)) == 0)
     return cloop__uring_stream_recv(loop, op);

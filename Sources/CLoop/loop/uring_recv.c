@@ -18,6 +18,9 @@
  *   queue is empty and the multishot ended when an operation waits).
  * - Cancelling a waiting recv only detaches it: the kernel never writes
  *   into the operation's buffer, so no synchronous cancel is needed.
+ * - An accept operation on a listener is served the same way from a
+ *   multishot accept: connections queue (up to HIGH_ACCEPTS) with their
+ *   peers' addresses read by getpeername when an accept takes them.
  * - cloop_close_fd (and an fd number handed out again) forgets the stream:
  *   its multishot is cancelled, its buffers given back, and completions of
  *   the old generation return their buffers and are dropped.
@@ -34,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "loop/uring.h"
 
@@ -43,7 +47,11 @@
 #define HIGH_CHUNKS 8         /* unread buffers before the multishot pauses */
 #define LOW_BUFS 16           /* fewer free than this: receive single-shot */
 
-enum { KIND_UNKNOWN, KIND_STREAM, KIND_OTHER }; /* ur_stream.kind */
+#define HIGH_ACCEPTS 64       /* unaccepted connections before it pauses */
+
+/* ur_stream.kind: what the fd is, asked once. A listener's record keeps
+   accepted connections in `accepted` instead of buffers in `q`. */
+enum { KIND_UNKNOWN, KIND_STREAM, KIND_LISTENER, KIND_OTHER };
 
 /* ---- the buffer ring --------------------------------------------------- */
 
@@ -180,7 +188,53 @@ static void drop_queue(struct cloop__uring *u, ur_stream *st) {
     give_back(u, st->q[st->qhead & (st->qcap - 1)].bid);
 }
 
+/* A listener's queue of accepted connections (the same ring indexes). */
+static int push_fd(ur_stream *st, int fd) {
+  if (queued(st) == st->qcap) {
+    uint32_t cap = st->qcap ? st->qcap * 2 : 8;
+    int *a = malloc(cap * sizeof *a);
+    if (!a)
+      return -ENOMEM;
+    for (uint32_t i = 0; i < queued(st); i++)
+      a[i] = st->accepted[(st->qhead + i) & (st->qcap - 1)];
+    free(st->accepted);
+    st->qtail = queued(st);
+    st->qhead = 0;
+    st->accepted = a;
+    st->qcap = cap;
+  }
+  st->accepted[st->qtail++ & (st->qcap - 1)] = fd;
+  return 0;
+}
+
+/* What an accept of op's gets: the next connection, its peer in op->addr
+   (as a single-shot accept fills it), or the error that came. */
+static int take_fd(ur_stream *st, cloop_op *op) {
+  if (!queued(st)) {
+    int r = st->end;
+    st->end = 0;
+    st->ended = 0; /* an accept's error is reported once */
+    return r;
+  }
+  int fd = st->accepted[st->qhead++ & (st->qcap - 1)];
+  op->addrlen = sizeof op->addr;
+  if (getpeername(fd, (struct sockaddr *)&op->addr, &op->addrlen) < 0)
+    op->addrlen = 0; /* it left already: its first read will say so */
+  return fd;
+}
+
+/* Closes the connections nobody accepted (the listener is forgotten). */
+static void drop_accepted(ur_stream *st) {
+  for (; queued(st); st->qhead++)
+    close(st->accepted[st->qhead & (st->qcap - 1)]);
+}
+
 /* ---- arming, the waiter ----------------------------------------------- */
+
+/* The user_data of fd's multishot. */
+static uint64_t key_of(int fd, const ur_stream *st) {
+  return STREAM_KEY((uint32_t)fd | (st->kind == KIND_LISTENER ? LISTENER_BIT : 0), st->gen);
+}
 
 static int arm(cloop_loop *loop, int fd, ur_stream *st) {
   struct cloop__uring *u = U;
@@ -190,10 +244,16 @@ static int arm(cloop_loop *loop, int fd, ur_stream *st) {
   uint64_t taken = cloop__uring_sq_taken(u);
   st->arm_pos = taken + (uint32_t)(u->ring.sq.sqe_tail - (uint32_t)taken);
   struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-  io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = BGID;
-  io_uring_sqe_set_data64(sqe, STREAM_KEY(fd, st->gen));
+  if (st->kind == KIND_LISTENER) {
+    /* No address: one buffer for every connection would be overwritten
+       before its completion is read; delivery asks getpeername. */
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } else {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+  }
+  io_uring_sqe_set_data64(sqe, key_of(fd, st));
   st->armed = 1;
   loop->poll_pending = 1;
   return 0;
@@ -205,7 +265,7 @@ static void queue_cancel(cloop_loop *loop, int fd, ur_stream *st) {
   if (cloop__uring_reserve(u, 1) < 0)
     return; /* no room: the next generation still drops what it posts */
   struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-  io_uring_prep_cancel64(sqe, STREAM_KEY(fd, st->gen), 0);
+  io_uring_prep_cancel64(sqe, key_of(fd, st), 0);
   io_uring_sqe_set_data64(sqe, IGNORE_TAG);
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   loop->poll_pending = 1;
@@ -244,7 +304,9 @@ static void serve_waiter(cloop_loop *loop, int fd, ur_stream *st) {
   struct cloop__uring *u = U;
   if (st->armed)
     return; /* it will post (or end, and come back here) */
-  if (u->multishot_broken || NBUF - u->bufs_out < LOW_BUFS || arm(loop, fd, st) < 0)
+  int can = st->kind == KIND_LISTENER ? !u->accept_broken
+                                      : !u->multishot_broken && NBUF - u->bufs_out >= LOW_BUFS;
+  if (!can || arm(loop, fd, st) < 0)
     fall_back(loop, st);
 }
 
@@ -274,12 +336,81 @@ int cloop__uring_stream_recv(cloop_loop *loop, cloop_op *op) {
   return 0;
 }
 
+int cloop__uring_stream_accept(cloop_loop *loop, cloop_op *op) {
+  struct cloop__uring *u = U;
+  const char *env = getenv("CLOOP_URING_MULTISHOT");
+  if (u->accept_broken || (env && strcmp(env, "0") == 0))
+    return cloop__uring_op_start_single(loop, op);
+  ur_stream *st = stream_of(u, op->fd);
+  if (!st)
+    return -ENOMEM;
+  if (!st->kind) { /* once: a socket that is not listening gets its error */
+    int on = 0;
+    socklen_t len = sizeof on;
+    int r = getsockopt(op->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len);
+    st->kind = r == 0 && on ? KIND_LISTENER : KIND_OTHER;
+  }
+  if (st->kind != KIND_LISTENER)
+    return cloop__uring_op_start_single(loop, op);
+  if (queued(st) || st->ended) {
+    cloop__op_complete(op, take_fd(st, op));
+    return 0;
+  }
+  wait_on(loop, st, op);
+  serve_waiter(loop, op->fd, st);
+  return 0;
+}
+
+/* A listener's multishot accept posted (st is fd's, of this generation). */
+static int accepted(cloop_loop *loop, int fd, ur_stream *st, int res, unsigned flags) {
+  struct cloop__uring *u = U;
+  if (!(flags & IORING_CQE_F_MORE)) {
+    st->armed = 0;
+    st->paused = 0;
+  }
+  int reported = 0;
+  if (res >= 0) {
+    cloop__uring_stream_forget(loop, res); /* a number seen again */
+    if (push_fd(st, res) < 0) {
+      close(res); /* the peer sees the reset: nothing is silently kept */
+      res = -ENOMEM;
+    } else {
+      u->accept_worked = 1;
+    }
+  }
+  if (res >= 0) {
+    if (st->waiter) {
+      cloop_op *op = unwait(loop, st);
+      cloop__op_complete(op, take_fd(st, op));
+      reported = 1;
+    } else if (queued(st) >= HIGH_ACCEPTS && st->armed && !st->paused) {
+      queue_cancel(loop, fd, st); /* nobody accepts: leave them in the backlog */
+      st->paused = 1;
+    }
+  } else if (res == -ECANCELED) {
+    /* our pause took; armed again by the next accept */
+  } else if (res == -EINVAL && !u->accept_worked) {
+    u->accept_broken = 1; /* no multishot accept in this kernel */
+  } else if (st->waiter) {
+    cloop__op_complete(unwait(loop, st), res);
+    reported = 1;
+  } else {
+    st->ended = 1; /* for the next accept, once */
+    st->end = res;
+  }
+  if (st->waiter && !st->armed)
+    serve_waiter(loop, fd, st);
+  return reported;
+}
+
 ssize_t cloop__uring_stream_recv_now(cloop_loop *loop, int fd, void *buf,
                                      size_t len, int flags) {
   struct cloop__uring *u = U;
   if (fd < 0 || fd >= u->nstreams)
     return CLOOP__NOT_HELD;
   ur_stream *st = &u->streams[fd];
+  if (st->kind != KIND_STREAM)
+    return CLOOP__NOT_HELD;
   if (queued(st) || st->ended) {
     cloop_op op; /* take() reads only these */
     op.buf = buf;
@@ -308,7 +439,8 @@ void cloop__uring_stream_cancel(cloop_loop *loop, cloop_op *op) {
 int cloop__uring_stream_completed(cloop_loop *loop, uint64_t data, int res,
                                   unsigned flags) {
   struct cloop__uring *u = U;
-  int fd = (int)((uint32_t)data & ~STREAM_BIT);
+  int fd = (int)((uint32_t)data & STREAM_FD_MASK);
+  int listener = ((uint32_t)data & LISTENER_BIT) != 0;
   uint32_t gen = (uint32_t)(data >> 32) & GEN_MASK;
   int has_buf = (flags & IORING_CQE_F_BUFFER) != 0;
   unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
@@ -318,8 +450,12 @@ int cloop__uring_stream_completed(cloop_loop *loop, uint64_t data, int res,
   if (!st || st->gen != gen) {
     if (has_buf) /* a forgotten stream's: the bytes go with it */
       give_back(u, bid);
+    else if (listener && res >= 0)
+      close(res); /* a forgotten listener's connection: nobody takes it */
     return 0;
   }
+  if (listener)
+    return accepted(loop, fd, st, res, flags);
   if (!(flags & IORING_CQE_F_MORE)) {
     st->armed = 0;
     st->paused = 0;
@@ -376,17 +512,25 @@ void cloop__uring_stream_forget(cloop_loop *loop, int fd) {
       io_uring_sqe_set_data64(sqe, IGNORE_TAG);
       sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     } else {
-      cloop__uring_sync_cancel(u, STREAM_KEY(fd, st->gen));
+      cloop__uring_sync_cancel(u, key_of(fd, st));
     }
   }
-  drop_queue(u, st);
+  uint32_t cap = st->qcap;
+  if (st->kind == KIND_LISTENER) {
+    drop_accepted(st);
+    free(st->accepted);
+    cap = 0;
+  } else {
+    drop_queue(u, st);
+  }
   uint32_t gen = NEXT_GEN(st->gen);
   ur_chunk *q = st->q;
-  uint32_t cap = st->qcap;
   memset(st, 0, sizeof *st);
   st->gen = gen;
-  st->q = q; /* keep the grown queue for the fd's next socket */
+  st->q = cap ? q : NULL; /* keep a grown queue for the fd's next socket */
   st->qcap = cap;
+  if (!cap)
+    free(q);
 }
 
 void cloop__uring_streams_close(cloop_loop *loop) {
@@ -396,7 +540,11 @@ void cloop__uring_streams_close(cloop_loop *loop) {
   for (int fd = 0; fd < u->nstreams; fd++) {
     ur_stream *st = &u->streams[fd];
     if (st->armed)
-      cloop__uring_sync_cancel(u, STREAM_KEY(fd, st->gen));
+      cloop__uring_sync_cancel(u, key_of(fd, st));
+    if (st->kind == KIND_LISTENER) {
+      drop_accepted(st);
+      free(st->accepted);
+    }
     free(st->q);
   }
   free(u->streams);
