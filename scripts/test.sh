@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: `swift test` in a debug, a release and an ASan build;
+# the DocC build (no warnings) and the README's figures against
+# docs/bench/report.json;
 # the Swift examples' smoke tests (the demo, tinyasync-fd-watcher,
 # tinyasync-echo, tinyasync-http-hello, tinyasync-udp-echo, on both
 # backends); the CMake build and its C tests (ctest, with the C examples'
@@ -17,6 +19,12 @@ step() { printf '\n== %s\n' "$*"; }
 step "SwiftPM: build and swift test"
 swift build
 swift test
+
+step "DocC: the documentation builds with no warnings (scripts/build-docs)"
+scripts/build-docs
+
+step "README: every figure it quotes matches docs/bench/report.json"
+scripts/bench-report --check-readme
 
 step "SwiftPM release build: swift test -c release"
 # The optimizer ends lifetimes at last use and drops precondition messages:

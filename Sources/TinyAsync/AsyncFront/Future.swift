@@ -4,7 +4,7 @@ import Logging
 /// A value that arrives later, completed once from the loop's thread with a
 /// value, an error or a cancellation (asyncio's `Future`).
 ///
-/// Any number of tasks may await ``value`` (and fibers call ``get()``);
+/// Any number of tasks may await ``value`` (and fibers call ``get()-94ox2``);
 /// completing wakes them in the order they began to wait. A task waiting
 /// is a Swift task parked on the loop: cancelling that Swift task makes its
 /// wait throw ``TinyAsyncError/cancelled`` and leaves the future alone.

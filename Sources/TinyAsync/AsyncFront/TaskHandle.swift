@@ -1,4 +1,4 @@
-/// A task started with ``EventLoop/spawn(name:_:)``: await its ``value``,
+/// A task started with ``EventLoop/spawn(name:isolation:_:)``: await its ``value``,
 /// ``cancel()`` it, read its ``name`` (asyncio's `Task`, named so as not to
 /// shadow Swift's `Task`).
 ///

@@ -118,8 +118,8 @@ protocol Interruptible: AnyObject {
 /// before, its value is returned; a `body` that catches the timeout and
 /// returns normally is not overruled.
 ///
-/// Covered are the waits of this module: ``sleep(for:)``, a ``Future``'s
-/// value, ``TaskHandle/value``, ``gather(_:)``, socket operations, the
+/// Covered are the waits of this module: ``sleep(for:)-ubcc``, a ``Future``'s
+/// value, ``TaskHandle/value``, ``gather(_:)-4wzkd``, socket operations, the
 /// synchronisation primitives — in this task and in its child tasks
 /// (`async let`, task groups). Not covered: waits the loop cannot see, such
 /// as Swift's `Task.sleep` or an `AsyncStream` fed from elsewhere; wrap
@@ -180,7 +180,7 @@ public func withTimeout<Value>(
 /// ```
 ///
 /// Child tasks (`async let`, task groups) inherit the shield;
-/// ``EventLoop/spawn(name:_:)`` does not pass it on.
+/// ``EventLoop/spawn(name:isolation:_:)`` does not pass it on.
 public func withShield<Value>(
   timeout: Duration? = nil,
   isolation: isolated (any Actor)? = #isolation,

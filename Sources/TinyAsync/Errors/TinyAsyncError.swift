@@ -34,7 +34,7 @@ public enum TinyAsyncError: Error, Hashable, Sendable, CustomStringConvertible {
   case hostNotFound
   /// The socket was closed while the operation waited on it (`EBADF`).
   case closed
-  /// ``TCPConnection/read(until:max:)`` found no delimiter in
+  /// ``TCPConnection/read(until:max:)-2z59d`` found no delimiter in
   /// `max` bytes (`CLOOP_ENODELIM`); those bytes stay buffered, not consumed.
   case delimiterNotFound
   /// The backend asked for by name (e.g. `.ioUring`) cannot run here: not

@@ -6,7 +6,7 @@ internal import CLoop
 /// run on the loop, in deadline order with its own ``EventLoop/callLater(_:_:)``
 /// timers, with no Dispatch timer and no other thread.
 ///
-/// A sleep is ``sleep(for:)``'s: the task's cancellation ends it and so
+/// A sleep is ``sleep(for:)-8kvpr``'s: the task's cancellation ends it and so
 /// does an enclosing ``withTimeout(_:_:)``. A deadline that has passed
 /// yields to the loop once (asyncio's `sleep(0)`), as `sleep(for: .zero)` does.
 ///
@@ -95,7 +95,7 @@ public struct LoopClock: Clock {
   ///
   /// - Throws: ``TinyAsyncError/cancelled`` when the task is cancelled while
   ///   it sleeps, ``TinyAsyncError/timedOut`` when an enclosing
-  ///   ``withTimeout(_:_:)`` expires (what ``sleep(for:)`` throws).
+  ///   ``withTimeout(_:_:)`` expires (what ``sleep(for:)-ubcc`` throws).
   public nonisolated(nonsending) func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
     checkOnLoop("LoopClock.sleep(until:tolerance:)")
     let delay = (deadline.offset - .nanoseconds(Int64(clamping: cloop_now(loop.cLoop)))).saturatingNanoseconds

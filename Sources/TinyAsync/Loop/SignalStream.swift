@@ -55,7 +55,7 @@ private struct SignalWatcher {
 }
 
 /// The arrivals of some signals on a loop (asyncio's
-/// `add_signal_handler`): an `AsyncSequence` in async code, and ``next()``
+/// `add_signal_handler`): an `AsyncSequence` in async code, and ``next()-5hgn``
 /// in a fiber. Made by ``EventLoop/signals(_:)``.
 ///
 /// Signals are watched through the loop's `signalfd` (see the C core's
@@ -65,7 +65,7 @@ private struct SignalWatcher {
 /// kept (up to 64; standard signals coalesce while pending anyway), so no
 /// signal is lost between two waits. While a stream is open the loop stays
 /// alive. ``close()`` (or dropping the stream) stops watching and restores
-/// the signals' previous handling; a waiting ``next()`` then returns `nil`.
+/// the signals' previous handling; a waiting ``next()-80d2w`` then returns `nil`.
 ///
 /// Loop-confined: not `Sendable`.
 ///
@@ -129,7 +129,7 @@ public final class SignalStream {
 
   /// Stops watching: the signals get their previous handling back (for
   /// `SIGTERM`, ending the process), and a task or fiber waiting in
-  /// ``next()`` gets `nil`, as does every later call. Closing again does
+  /// ``next()-80d2w`` gets `nil`, as does every later call. Closing again does
   /// nothing.
   public func close() {
     loop.checkThread("SignalStream.close()")

@@ -111,7 +111,9 @@ public final class ChildProcess {
   ///   - arguments: Its arguments (`argv[1...]`; `argv[0]` is `program`).
   ///   - environment: Its environment; `nil`: this process's.
   ///   - workingDirectory: Its working folder; `nil`: this process's.
-  ///   - stdin: What its standard input is; `stdout`, `stderr` likewise.
+  ///   - stdin: What its standard input is: inherited, a pipe, or null.
+  ///   - stdout: What its standard output is, likewise.
+  ///   - stderr: What its standard error is, likewise.
   ///   - loop: The loop it belongs to; by default the one running here.
   /// - Throws: the failed exec's own error -- `ENOENT` for a program that
   ///   does not exist, `EACCES` for one that is not executable -- never a

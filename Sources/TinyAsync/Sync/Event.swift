@@ -1,11 +1,11 @@
 internal import CLoop
 
-/// A flag that tasks and fibers can wait for (asyncio's `Event`): ``wait()``
+/// A flag that tasks and fibers can wait for (asyncio's `Event`): ``wait()-3fxq2``
 /// returns once the event is set; ``set()`` wakes every waiter, in the order
 /// they began to wait; ``clear()`` makes later waits wait again.
 ///
 /// An event belongs to its loop's thread (it is not `Sendable`). Async
-/// tasks `await` ``wait()``; fibers call the synchronous ``wait()`` of the
+/// tasks `await` ``wait()-3fxq2``; fibers call the synchronous ``wait()-9heq2`` of the
 /// same name; both wait in one FIFO (see `SyncWait.swift`). A waiting task
 /// that is cancelled, or whose ``withTimeout(_:_:)`` expires, stops
 /// waiting and throws; the event is left as it was.
@@ -55,7 +55,7 @@ public final class Event {
     cloop_event_set(cEvent)
   }
 
-  /// Clears the event: later ``wait()`` calls wait until the next ``set()``.
+  /// Clears the event: later ``wait()-9heq2`` calls wait until the next ``set()``.
   public func clear() {
     loop.checkThread("Event.clear()")
     cloop_event_clear(cEvent)

@@ -116,7 +116,7 @@ public final class Lock {
     cloop_lock_release(cLock)
   }
 
-  /// Runs `body` holding the lock: acquires it (waiting as ``acquire()``
+  /// Runs `body` holding the lock: acquires it (waiting as ``acquire()-29vi3``
   /// does), and releases it when `body` returns or throws.
   public func withLock<Value>(
     isolation: isolated (any Actor)? = #isolation,
@@ -130,7 +130,7 @@ public final class Lock {
   // Disfavoured, as the fiber withTimeout is: in async code a closure
   // without `await` would fit this overload better than the async one.
   /// The fiber form of ``withLock(isolation:_:)``: runs `body` holding the
-  /// lock, acquired as the fiber ``acquire()`` does, released when `body`
+  /// lock, acquired as the fiber ``acquire()-7xn2o`` does, released when `body`
   /// returns or throws. Outside a fiber it stops the program.
   @_disfavoredOverload
   @available(*, noasync, message: "in async code, use try await lock.withLock { ... }")

@@ -1,8 +1,8 @@
 internal import CLoop
 
 /// A bounded first-in-first-out queue between the tasks and fibers of one
-/// loop (asyncio's `Queue(maxsize)`): ``put(_:)`` waits while it is full,
-/// ``get()`` while it is empty — backpressure for a producer that is
+/// loop (asyncio's `Queue(maxsize)`): ``put(_:)-5s6wf`` waits while it is full,
+/// ``get()-8cy72`` while it is empty — backpressure for a producer that is
 /// faster than its consumer.
 ///
 /// Waiting putters and waiting getters are each served in the order they
@@ -10,7 +10,7 @@ internal import CLoop
 /// `SyncWait.swift`); a put hands its element straight to the first waiting
 /// getter. A waiter that is cancelled, or whose ``withTimeout(_:_:)``
 /// expires, leaves the queue and throws, and nothing is lost: a cancelled
-/// ``put(_:)`` put nothing, and an element handed to a getter in that very
+/// ``put(_:)-5s6wf`` put nothing, and an element handed to a getter in that very
 /// moment goes to the next getter or back to the head of the queue. A
 /// queue belongs to its loop's thread (it is not `Sendable`).
 ///

@@ -1,7 +1,7 @@
 internal import CLoop
 
 /// A count of permits that tasks and fibers take and give back (asyncio's
-/// `Semaphore`): ``acquire()`` takes one, waiting while none is free;
+/// `Semaphore`): ``acquire()-99ao5`` takes one, waiting while none is free;
 /// ``release()`` gives one back, straight to the first waiter if any.
 ///
 /// Waiters are served in the order they began to wait, async tasks and

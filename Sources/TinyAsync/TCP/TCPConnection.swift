@@ -2,7 +2,7 @@ internal import CLoop
 internal import Glibc
 
 /// A TCP connection on an ``EventLoop``: connect with
-/// ``connect(host:port:)`` or take one from ``TCPListener/accept()``; read,
+/// ``connect(host:port:)-8cw40`` or take one from ``TCPListener/accept()-753tx``; read,
 /// write, shut down, close.
 ///
 /// Every wait goes through the loop's I/O operations (`cloop_op_*`: epoll
@@ -15,7 +15,7 @@ internal import Glibc
 ///
 /// Reads are buffered: a read takes what has arrived, up to a buffer's
 /// worth, hands out what was asked and keeps the rest for the next read —
-/// which is how ``read(until:max:)`` never loses the bytes after its
+/// which is how ``read(until:max:)-2z59d`` never loses the bytes after its
 /// delimiter. One task reads and one task writes at a time (two readers at
 /// once stop the program with a message); reading and writing from two
 /// tasks concurrently is fine.
@@ -84,7 +84,7 @@ public final class TCPConnection {
     return TCPConnection(fd: fd, loop: loop)
   }
 
-  /// ``connect(host:port:)`` given at most `timeout`, name lookup included:
+  /// ``connect(host:port:)-6w9az`` given at most `timeout`, name lookup included:
   /// past it the attempt is cancelled, its socket closed, and this throws
   /// ``TinyAsyncError/timedOut``. The same as wrapping the call in
   /// ``withTimeout(_:_:)``; a zero or negative timeout fails at once,
@@ -95,7 +95,7 @@ public final class TCPConnection {
   /// ```
   ///
   /// - Throws: ``TinyAsyncError/timedOut`` when `timeout` passes first;
-  ///   otherwise what ``connect(host:port:)`` throws.
+  ///   otherwise what ``connect(host:port:)-6w9az`` throws.
   public static func connect(host: String, port: Int, timeout: Duration) async throws(TinyAsyncError) -> TCPConnection {
     _ = EventLoop.running(for: "TCPConnection.connect(host:port:timeout:)")
     // As asyncio's wait_for: no time left, no attempt (withTimeout's timer
@@ -143,7 +143,7 @@ public final class TCPConnection {
     return readBuffer.take(read.length)
   }
 
-  /// Like ``read(max:)``, but appends to `buffer` (reuse one array across
+  /// Like ``read(max:)-86i8m``, but appends to `buffer` (reuse one array across
   /// reads to save an allocation each). Returns the number of bytes
   /// appended: 0 at end of stream.
   ///
@@ -176,8 +176,8 @@ public final class TCPConnection {
   ///   - max: The most bytes to return, delimiter included.
   /// - Throws: ``TinyAsyncError/delimiterNotFound`` when the first `max`
   ///   bytes hold no delimiter. Nothing is consumed then: those bytes stay
-  ///   buffered, for ``read(max:)`` to drain or for ``close()`` to drop.
-  ///   Also the errors of ``read(max:)``.
+  ///   buffered, for ``read(max:)-86i8m`` to drain or for ``close()`` to drop.
+  ///   Also the errors of ``read(max:)-86i8m``.
   public func read(until delimiter: [UInt8], max: Int = 65536) async throws(TinyAsyncError) -> [UInt8] {
     var read = try beginRead(.through(delimiter), max: max, "TCPConnection.read(until:max:)")
     defer { isReading = false }
@@ -235,7 +235,8 @@ public final class TCPConnection {
     }
   }
 
-  /// Writes the UTF-8 bytes of `string`; see ``write(_:)-(Collection<UInt8>)``.
+  /// Writes the UTF-8 bytes of `string`, as the write of a byte collection
+  /// above does.
   public func write(_ string: String) async throws(TinyAsyncError) {
     var string = string
     string.makeContiguousUTF8()

@@ -2,7 +2,7 @@ internal import CLoop
 internal import Glibc
 
 /// A listening TCP socket on an ``EventLoop``: bound at creation, it hands
-/// out the connections that arrive, one ``accept()`` at a time or as an
+/// out the connections that arrive, one ``accept()-753tx`` at a time or as an
 /// `AsyncSequence`.
 ///
 /// Port 0 picks a free port; ``port`` says which. Loop-confined (not
@@ -167,7 +167,7 @@ public final class TCPListener {
     if spareAcceptor == nil { spareAcceptor = acceptor } else { acceptor.deallocate() }
   }
 
-  /// Stops listening: a task waiting in ``accept()`` wakes with
+  /// Stops listening: a task waiting in ``accept()-753tx`` wakes with
   /// ``TinyAsyncError/closed`` (an iteration ends). Connections already
   /// accepted stay open. Closing again does nothing.
   public func close() {

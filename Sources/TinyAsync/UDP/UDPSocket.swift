@@ -3,7 +3,7 @@ internal import Glibc
 
 /// A UDP socket on an ``EventLoop``: bind it, then send datagrams to any
 /// address and receive them with their sender's; or ``connect(to:)`` it to
-/// one peer and use ``send(_:)`` and ``receive(max:)`` alone.
+/// one peer and use ``send(_:)-4wonk`` and ``receive(max:)-8xewp`` alone.
 ///
 /// Each wait goes through the loop's datagram operations
 /// (`cloop_op_recvmsg` / `cloop_op_sendmsg`: io_uring's own requests, or
@@ -139,7 +139,7 @@ public final class UDPSocket {
     return connectedPeer
   }
 
-  /// Fixes the socket's peer (no handshake, so no wait): ``send(_:)`` goes
+  /// Fixes the socket's peer (no handshake, so no wait): ``send(_:)-4wonk`` goes
   /// there, only its datagrams are received, and an ICMP "port
   /// unreachable" from it comes back as ``TinyAsyncError/connectionRefused``
   /// from the next receive or send (once).
@@ -230,7 +230,7 @@ public final class UDPSocket {
 
   /// Sends `bytes` as one datagram to the peer of ``connect(to:)``.
   /// - Throws: `EDESTADDRREQ` when not connected; the errors of
-  ///   ``send(_:to:)``.
+  ///   ``send(_:to:)-qwel``.
   public func send(_ bytes: some Collection<UInt8>) async throws(TinyAsyncError) {
     let (storage, length) = try beginSend(bytes, to: nil, "UDPSocket.send(_:)")
     defer { isSending = false }
