@@ -1,7 +1,7 @@
 internal import Glibc
 
 extension File {
-  /// How ``File/open(_:mode:permissions:)`` opens a file: the `open(2)`
+  /// How `File.open(_:mode:permissions:)` opens a file: the `open(2)`
   /// flags (close-on-exec is always added).
   ///
   /// ```swift

@@ -1,7 +1,7 @@
 internal import CLoop
 internal import Glibc
 
-/// A file on an ``EventLoop``: open with ``open(_:mode:permissions:)``;
+/// A file on an ``EventLoop``: open with `open(_:mode:permissions:)`;
 /// read and write at an offset, read or replace it whole, sync it to the
 /// disk, stat it, close it.
 ///
@@ -18,7 +18,7 @@ internal import Glibc
 /// Reads and writes name their offset, so several tasks may use one file
 /// at once. Errors from the system carry the path in their message
 /// (`No such file or directory: /etc/nope`); ``TinyAsyncError/closed``
-/// after ``close()``.
+/// after `close()`.
 ///
 /// Loop-confined (not `Sendable`); closes its descriptor when it goes away.
 ///
@@ -41,7 +41,7 @@ public final class File {
   /// Operations in flight (async waits and fiber calls); a close that comes
   /// meanwhile waits for them, so no operation meets a reused fd number.
   var inFlight = 0
-  /// A descriptor ``close()`` left open for the operations in flight.
+  /// A descriptor `close()` left open for the operations in flight.
   private var pendingFD: Int32 = -1
 
   /// The most one request reads or writes: 1 MiB keeps the copy a
@@ -64,6 +64,7 @@ public final class File {
   /// Opens the file at `path` on the loop running this task.
   ///
   /// - Parameters:
+  ///   - path: Absolute, or relative to the working folder.
   ///   - mode: ``Mode/read`` (the default), ``Mode/write`` (created or
   ///     truncated), ``Mode/readWrite``, ``Mode/createNew``, or raw flags.
   ///   - permissions: For a file it creates, before the umask.
@@ -237,7 +238,7 @@ public final class File {
     return fd
   }
 
-  /// `true` once ``close()`` was called.
+  /// `true` once `close()` was called.
   public var isClosed: Bool {
     loop.checkThread("File.isClosed")
     return fd < 0

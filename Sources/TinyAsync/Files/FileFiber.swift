@@ -12,7 +12,7 @@ internal import Glibc
 
 extension File {
   /// Opens the file at `path`, from a fiber: the fiber form of
-  /// ``open(_:mode:permissions:)-(String,Mode,UInt32)``.
+  /// `open(_:mode:permissions:)`.
   @available(*, noasync, message: "in async code, use try await File.open(_:mode:permissions:)")
   public static func open(_ path: String, mode: Mode = .read, permissions: UInt32 = 0o644) throws(TinyAsyncError) -> File {
     requireFiber("File.open")
@@ -121,7 +121,7 @@ extension File {
   }
 
   /// The file's size, type and times, from a fiber: the fiber form of
-  /// ``stat()-()``.
+  /// `stat()`.
   @available(*, noasync, message: "in async code, use try await stat()")
   public func stat() throws(TinyAsyncError) -> FileInfo {
     requireFiber("File.stat()")
@@ -139,7 +139,7 @@ extension File {
     return FileInfo(info.pointee)
   }
 
-  /// Closes the file, from a fiber: the fiber form of ``close()-()``.
+  /// Closes the file, from a fiber: the fiber form of `close()`.
   @available(*, noasync, message: "in async code, use try await close()")
   public func close() throws(TinyAsyncError) {
     requireFiber("File.close()")

@@ -1,7 +1,7 @@
 internal import CLoop
 internal import Glibc
 
-/// What ``File/stat()`` says of a file (`statx`'s basic fields).
+/// What `File.stat()` says of a file (`statx`'s basic fields).
 ///
 /// ```swift
 /// let info = try await file.stat()
