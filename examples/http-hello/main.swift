@@ -6,7 +6,7 @@
 //   wrk -t1 -c50 -d5s http://127.0.0.1:8080/
 //
 //   tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring]
-//       [--drain-seconds S]
+//       [--drain-seconds S] [--file PATH]
 //
 // A task per connection reads a request head with read(until: "\r\n\r\n"),
 // drops any Content-Length body, and answers; the next request may already
@@ -14,7 +14,8 @@
 // answered and ends that connection only: a head over 8 KiB gets 431, a
 // malformed one 400, a chunked body 501, a body over 1 MiB 413; a client
 // silent for 30 s mid-connection is dropped; a reset or vanished client ends
-// its own task. The server prints READY once listening.
+// its own task. GET /file sends the file given with --file, streamed
+// (FileRoute.swift). The server prints READY once listening.
 //
 // On SIGTERM or SIGINT it stops gracefully: it stops accepting, closes the
 // idle keep-alive connections, lets the requests in flight get their whole
@@ -34,6 +35,7 @@ struct Options {
   var port = 8080
   var backend = EventLoop.Backend.automatic
   var drain: Duration = .seconds(5)
+  var file: String?
 }
 
 /// The connections being served, for the graceful stop (loop thread only):
@@ -49,7 +51,7 @@ final class Connections {
 
 func usage(_ problem: String?) -> Never {
   if let problem { printError("tinyasync-http-hello: \(problem)") }
-  printError("usage: tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring] [--drain-seconds S]")
+  printError("usage: tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring] [--drain-seconds S] [--file PATH]")
   exit(problem == nil ? 0 : 2)
 }
 
@@ -75,7 +77,7 @@ func response(_ status: String, body: String, keepAlive: Bool, version: Substrin
 
 /// Serves one connection until the client closes it, asks to, errs, or
 /// the server stops.
-func serve(_ connection: TCPConnection, _ connections: Connections) async throws {
+func serve(_ connection: TCPConnection, _ connections: Connections, file: String?) async throws {
   while !connections.stopping {
     let bytes: [UInt8]
     do {
@@ -113,6 +115,10 @@ func serve(_ connection: TCPConnection, _ connections: Connections) async throws
       left -= chunk.count
     }
     let keepAlive = request.keepAlive && !connections.stopping
+    if request.target == "/file" && (request.method == "GET" || request.method == "HEAD") {
+      if try await !serveFile(file, request, on: connection, keepAlive: keepAlive) { return }
+      continue
+    }
     try await connection.write(
       response("200 OK", body: hello, keepAlive: keepAlive, version: request.version, head: request.method == "HEAD"))
     if !keepAlive { return }
@@ -139,7 +145,7 @@ func run(_ options: Options) throws {
             connections.tasks[id] = nil
           }
           do {
-            try await serve(connection, connections)
+            try await serve(connection, connections, file: options.file)
           } catch {
             // A reset or vanished client ends its own connection only.
           }
@@ -190,6 +196,7 @@ while let argument = arguments.popFirst() {
   case "--drain-seconds":
     guard let seconds = Double(value(after: argument)), seconds >= 0 else { usage("--drain-seconds takes a number") }
     options.drain = .milliseconds(Int64(seconds * 1000))
+  case "--file": options.file = value(after: argument)
   case "-h", "--help": usage(nil)
   default: usage("unknown argument \(argument)")
   }

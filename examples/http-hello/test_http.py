@@ -4,14 +4,18 @@ and checks keep-alive (many requests on one connection), pipelining (three
 requests in one write), HTTP/1.0, HEAD, a request with a body, and bad
 input — an oversized head (431), a malformed request line (400), a chunked
 body (501), a reset connection, a head cut off by a close — after each of
-which the server must still answer.
+which the server must still answer; and GET /file, the file given with
+--file streamed byte for byte (HEAD, keep-alive after it, 404 once it is
+gone).
 
 usage: test_http.py PATH-TO-tinyasync-http-hello [--backend auto|epoll|uring]
 """
 import socket
 import struct
+import os
 import subprocess
 import sys
+import tempfile
 
 HELLO = b"Hello, World!"
 
@@ -73,7 +77,12 @@ def check_alive(port):
 def main():
     binary, extra = sys.argv[1], sys.argv[2:]
     port = free_port()
-    p = subprocess.Popen([binary, "--port", str(port)] + extra, stdout=subprocess.PIPE, text=True)
+    served = tempfile.NamedTemporaryFile(prefix="http-hello-file-", delete=False)
+    file_bytes = os.urandom((3 << 20) + 7)
+    served.write(file_bytes)
+    served.close()
+    p = subprocess.Popen([binary, "--port", str(port), "--file", served.name] + extra,
+                         stdout=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline().strip()
         assert line == "READY", f"expected READY, got {line!r}"
@@ -86,6 +95,32 @@ def main():
                 status, headers, body = r.response()
                 assert (status, body) == (200, HELLO), (status, body)
                 assert "connection" not in headers, headers
+
+        # GET /file: the --file streamed, every byte; HEAD; a GET / after it
+        # on the same connection; a 404 once the file is gone, and the
+        # connection still serves.
+        with connect(port) as s:
+            r = Reader(s)
+            for _ in range(3):
+                s.sendall(get("/file"))
+                status, headers, body = r.response()
+                assert status == 200, status
+                assert headers["content-length"] == str(len(file_bytes)), headers
+                assert body == file_bytes, "the file's bytes differ"
+            s.sendall(b"HEAD /file HTTP/1.1\r\n\r\n")
+            status, headers, _ = r.response(head_only=True)
+            assert status == 200 and headers["content-length"] == str(len(file_bytes)), headers
+            s.sendall(get())
+            assert r.response()[2] == HELLO
+            os.rename(served.name, served.name + ".away")
+            try:
+                s.sendall(get("/file"))
+                status, _, body = r.response()
+                assert status == 404 and served.name.encode() in body, (status, body)
+            finally:
+                os.rename(served.name + ".away", served.name)
+            s.sendall(get("/file"))
+            assert r.response()[2] == file_bytes
 
         # Pipelining: three requests in one write, three answers in order.
         with connect(port) as s:
@@ -191,6 +226,7 @@ def main():
         assert code == 0, f"exit status {code} after SIGTERM"
         print("http-hello smoke test passed", " ".join(extra))
     finally:
+        os.unlink(served.name)
         if p.poll() is None:
             p.kill()
             p.wait()
