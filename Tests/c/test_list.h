@@ -217,6 +217,7 @@ TEST_POLL(io_restart_aborts)
 TEST_POLL(io_resolve)
 TEST_POLL(io_connector_and_acceptor)
 TEST_POLL(io_acceptor_emfile_pauses)
+TEST_POLL(io_restart_on_the_same_port_at_once)
 
 /* test_file.c */
 TEST_POLL(file_sizes)
