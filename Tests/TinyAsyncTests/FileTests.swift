@@ -231,7 +231,11 @@ struct FileTests {
     let sorted = lates.sorted()
     print("read 64 MiB in \(took); \(sorted.count) ticks, median late \(sorted[sorted.count / 2]), worst \(sorted.last!)")
     #expect(sorted[sorted.count / 2] < .milliseconds(3))
-    #expect(sorted.count >= Int(took / .milliseconds(10)))
+    // It kept ticking: a tick per 40 ms at least. (Not per 10: in a debug
+    // ASan build readAll's final 64 MiB copy into the array, on the loop's
+    // thread, takes a few hundred ms by itself; a read that blocked the
+    // loop would leave one or two ticks in all.)
+    #expect(sorted.count >= Int(took / .milliseconds(40)))
   }
 
   /// A task reading a cold 64 MiB file is cancelled part-way: it throws
