@@ -90,3 +90,20 @@ struct LoopThreadBox<Value>: @unchecked Sendable {
   let value: Value
   init(_ value: Value) { self.value = value }
 }
+
+/// A token of the calling thread, for "which thread runs this" checks
+/// across an `await`. Not `pthread_self()`: glibc declares it `const`, so in
+/// a release build the optimizer may reuse a value read before the await
+/// (and it did: every check then said "the loop's thread").
+func currentThreadToken() -> Int {
+  if let token = pthread_getspecific(threadTokenKey) { return Int(bitPattern: token) }
+  let token = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)  // one per thread, kept
+  pthread_setspecific(threadTokenKey, token)
+  return Int(bitPattern: token)
+}
+
+private let threadTokenKey: pthread_key_t = {
+  var key = pthread_key_t()
+  precondition(pthread_key_create(&key, nil) == 0)
+  return key
+}()

@@ -12,7 +12,7 @@ private actor ActorOnAnotherLoop {
   let executor: UnownedSerialExecutor
   init(executor: UnownedSerialExecutor) { self.executor = executor }
   nonisolated var unownedExecutor: UnownedSerialExecutor { executor }
-  func onThread(_ thread: pthread_t) -> Bool { pthread_equal(pthread_self(), thread) != 0 }
+  func onThread(_ thread: Int) -> Bool { currentThreadToken() == thread }
 }
 
 private func plainNonisolatedAsync(_ loop: EventLoop) async -> Bool {
@@ -57,11 +57,11 @@ struct SwiftConcurrencyTests {
       // The closures that leave the loop do not capture it: the last
       // reference to a loop must not go on another thread (its deinit
       // would run there).
-      let loopThread = pthread_self()
-      let plainTask = await Task { pthread_equal(pthread_self(), loopThread) != 0 }.value
-      let detached = await Task.detached { pthread_equal(pthread_self(), loopThread) != 0 }.value
+      let loopThread = currentThreadToken()
+      let plainTask = await Task { currentThreadToken() == loopThread }.value
+      let detached = await Task.detached { currentThreadToken() == loopThread }.value
       let otherActor = await ActorOnAnotherLoop(executor: other.executor).onThread(loopThread)
-      let mainActor = await MainActor.run { pthread_equal(pthread_self(), loopThread) != 0 }
+      let mainActor = await MainActor.run { currentThreadToken() == loopThread }
       // Back from each: this task is still on the loop.
       return [plainTask, detached, otherActor, mainActor, loop.isOnLoopThread]
     } }
@@ -72,9 +72,9 @@ struct SwiftConcurrencyTests {
     let onLoop = try await onOwnThread {
       var loop = try EventLoop()
       let onLoop = try loop.runUntilComplete { [loop] in
-        let loopThread = pthread_self()
+        let loopThread = currentThreadToken()
         return await Task.detached {
-          await Task(executorPreference: loop) { pthread_equal(pthread_self(), loopThread) != 0 }.value
+          await Task(executorPreference: loop) { currentThreadToken() == loopThread }.value
         }.value
       }
       // The detached task's closure holds the loop and may let it go on
