@@ -106,6 +106,20 @@ struct MisuseTests {
     bytes.storeBytes(of: UInt8(truncatingIfNeeded: depth), as: UInt8.self)
   }
 
+  /// The last reference to a loop dropped on another thread: the message
+  /// names the Swift mistake, not the C call that refuses it.
+  @Test func aLoopReleasedOnAnotherThreadNamesTheMistake() async {
+    let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+      final class Holder: @unchecked Sendable { var loop: EventLoop? }
+      let holder = Holder()
+      holder.loop = try EventLoop()
+      holder.loop!.callSoon {}  // something for the teardown to drop
+      joinThread(startThread { holder.loop = nil })
+    }
+    let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(text.contains("EventLoop was released on a thread that is not its own"), "\(text)")
+  }
+
   @Test func aFiberStackOverflowGivesSwiftAdvice() async {
     let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
       let loop = try EventLoop()

@@ -171,6 +171,11 @@ public final class EventLoop {
   }
 
   deinit {
+    // 0. The C loop can only be taken down on its own thread; say so in
+    //    Swift terms rather than let the C core name its own call.
+    ensure(
+      isOnLoopThread,
+      "EventLoop was released on a thread that is not its own: the last reference to a loop must go on the thread that made it (a closure passed to Task {} or Task.detached that captures the loop can take it elsewhere; capture what you need from it instead, or keep the loop alive on its thread)")
     // 1. Refuse calls from other threads; drop the ones not yet run.
     let drainInFlight = threadSafeQueue.close()
     // 2. Cancel every scheduled closure: it is released, never run.
