@@ -566,6 +566,7 @@ TEST_IMPL(group_default_size_and_pinning) {
   go.loop.backend = CLOOP_BACKEND_EPOLL;
   ASSERT_EQ(cloop_group_start(&g, &go), 0);
   ASSERT_EQ(cloop_group_size(g), cpus); /* one loop per CPU of the mask */
+  ASSERT_EQ(cloop_group_default_size(), cpus);
   for (int i = 0; i < cpus; i++) {
     ASSERT_EQ(cloop_group_index(g, cloop_group_loop(g, i)), i);
     ASSERT_EQ(cloop_loop_is_owner(cloop_group_loop(g, i)), 0);

@@ -9,11 +9,14 @@ struct EchoOptions {
   var lines = false
   var maxLine = 8192
   var drain: Duration = .seconds(5)
+  /// Loops, each on a thread of its own (Group.swift); 1: one loop on the
+  /// main thread, as the benchmarks run it.
+  var loops = 1
 }
 
 func usage(_ problem: String?) -> Never {
   if let problem { printError("tinyasync-echo: \(problem)") }
-  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]] [--drain-seconds S]")
+  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]] [--drain-seconds S] [--loops N]")
   exit(problem == nil ? 0 : 2)
 }
 
@@ -33,6 +36,7 @@ final class Connections {
 }
 
 func serve(_ options: EchoOptions) throws {
+  if options.loops > 1 { return try serveGroup(options) }
   let loop = try EventLoop(backend: options.backend)
   let listener = try TCPListener(host: options.host, port: options.port, backlog: 4096, on: loop)
   // SIGTERM and SIGINT arrive as events of the loop from here on.

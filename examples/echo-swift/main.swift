@@ -4,14 +4,15 @@
 //
 //   swift run -c release tinyasync-echo [--port P] [--host H]
 //       [--mode async|fiber] [--backend auto|epoll|uring]
-//       [--lines [--max-line N]] [--drain-seconds S]
+//       [--lines [--max-line N]] [--drain-seconds S] [--loops N]
 //
 // It echoes bytes as they come; with --lines it echoes line by line
 // (read(until:max:)) and answers a line longer than N bytes (default 8192)
 // with an error before closing that connection. A peer that resets or
 // vanishes ends its own connection only. On SIGTERM or SIGINT it stops
 // accepting, gives the connections in flight --drain-seconds (default 5)
-// to finish, closes the rest and exits 0.
+// to finish, closes the rest and exits 0. --loops N (default 1) serves on
+// N loops, one per thread, each listening on the port (SO_REUSEPORT).
 import Glibc
 import TinyAsync
 
@@ -47,6 +48,9 @@ while let argument = arguments.popFirst() {
   case "--max-line":
     guard let n = Int(value(after: argument)), n > 0 else { usage("--max-line takes a positive number") }
     options.maxLine = n
+  case "--loops":
+    guard let n = Int(value(after: argument)), n > 0 else { usage("--loops takes a positive number") }
+    options.loops = n
   case "-h", "--help": usage(nil)
   default: usage("unknown argument \(argument)")
   }

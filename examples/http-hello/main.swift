@@ -6,7 +6,7 @@
 //   wrk -t1 -c50 -d5s http://127.0.0.1:8080/
 //
 //   tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring]
-//       [--drain-seconds S] [--file PATH]
+//       [--drain-seconds S] [--file PATH] [--loops N]
 //
 // A task per connection reads a request head with read(until: "\r\n\r\n"),
 // drops any Content-Length body, and answers; the next request may already
@@ -20,7 +20,9 @@
 // On SIGTERM or SIGINT it stops gracefully: it stops accepting, closes the
 // idle keep-alive connections, lets the requests in flight get their whole
 // answer (with "Connection: close"), and exits 0 -- within --drain-seconds
-// (default 5), after which what is left is closed.
+// (default 5), after which what is left is closed. --loops N (default 1)
+// serves on N loops, one per thread, each listening on the port
+// (SO_REUSEPORT; Group.swift).
 import Glibc
 import TinyAsync
 
@@ -36,6 +38,7 @@ struct Options {
   var backend = EventLoop.Backend.automatic
   var drain: Duration = .seconds(5)
   var file: String?
+  var loops = 1
 }
 
 /// The connections being served, for the graceful stop (loop thread only):
@@ -51,7 +54,7 @@ final class Connections {
 
 func usage(_ problem: String?) -> Never {
   if let problem { printError("tinyasync-http-hello: \(problem)") }
-  printError("usage: tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring] [--drain-seconds S] [--file PATH]")
+  printError("usage: tinyasync-http-hello [--port P] [--host H] [--backend auto|epoll|uring] [--drain-seconds S] [--file PATH] [--loops N]")
   exit(problem == nil ? 0 : 2)
 }
 
@@ -126,6 +129,7 @@ func serve(_ connection: TCPConnection, _ connections: Connections, file: String
 }
 
 func run(_ options: Options) throws {
+  if options.loops > 1 { return try runGroup(options) }
   let loop = try EventLoop(backend: options.backend)
   let listener = try TCPListener(host: options.host, port: options.port, backlog: 4096, on: loop)
   printError("tinyasync-http-hello: on \(loop.backend), http://\(options.host):\(listener.port)/")
@@ -197,6 +201,9 @@ while let argument = arguments.popFirst() {
     guard let seconds = Double(value(after: argument)), seconds >= 0 else { usage("--drain-seconds takes a number") }
     options.drain = .milliseconds(Int64(seconds * 1000))
   case "--file": options.file = value(after: argument)
+  case "--loops":
+    guard let n = Int(value(after: argument)), n > 0 else { usage("--loops takes a positive number") }
+    options.loops = n
   case "-h", "--help": usage(nil)
   default: usage("unknown argument \(argument)")
   }

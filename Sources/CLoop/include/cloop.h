@@ -875,6 +875,10 @@ int cloop_group_start(cloop_group **out, const cloop_group_options *opts);
 /* The number of loops. Any thread. */
 int cloop_group_size(const cloop_group *g);
 
+/* The default number of loops: the CPUs in the calling process's affinity
+   mask (sched_getaffinity), at least 1. Any thread; one system call. */
+int cloop_group_default_size(void);
+
 /* Loop i (0 <= i < size; else aborts). Any thread; only loop i's thread
    may use it but through cloop_call_threadsafe. */
 cloop_loop *cloop_group_loop(const cloop_group *g, int i);

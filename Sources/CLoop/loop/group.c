@@ -64,6 +64,12 @@ static int affinity_cpus(int *cpus, int max) {
   return n;
 }
 
+int cloop_group_default_size(void) {
+  int cpus[MAX_LOOPS];
+  int n = affinity_cpus(cpus, MAX_LOOPS);
+  return n > 0 ? n : 1;
+}
+
 /* 1: the stop handle: runs on the loop, first in its batch. */
 static void on_stop_handle(void *arg) {
   cloop__group_slot *s = arg;

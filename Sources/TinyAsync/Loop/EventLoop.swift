@@ -1,6 +1,7 @@
 internal import CLoop
 internal import Glibc
 public import Logging
+import Synchronization
 
 /// An asyncio-style event loop on one thread: callbacks queued to run soon,
 /// timers, and calls from other threads, all run by ``runUntilIdle()`` in the order
@@ -67,6 +68,15 @@ public final class EventLoop {
 
   /// What the loop logs (see ``logger``); set by `init(logger:)`.
   @exclusivity(unchecked) var loopLogger: Logger
+
+  /// Called once when the last spawned task or fiber has ended (an
+  /// ``EventLoopGroup``'s drain waits for it); cleared as it is called.
+  @exclusivity(unchecked) var onSpawnedDrained: (() -> Void)?
+
+  /// ``retire()`` has freed the C loop: every entry now stops with a
+  /// message instead of touching it. Atomic because the thread check of
+  /// other threads (an executor's enqueue) reads it; relaxed, a plain load.
+  private let retiredFlag = Atomic<Bool>(false)
 
   /// Creates a loop owned by the calling thread.
   ///
@@ -171,11 +181,29 @@ public final class EventLoop {
   }
 
   deinit {
+    // A group's loop was freed on its own thread already (retire()).
+    if isRetired { return }
     // 0. The C loop can only be taken down on its own thread; say so in
     //    Swift terms rather than let the C core name its own call.
     ensure(
       isOnLoopThread,
       "EventLoop was released on a thread that is not its own: the last reference to a loop must go on the thread that made it (a closure passed to Task {} or Task.detached that captures the loop can take it elsewhere; capture what you need from it instead, or keep the loop alive on its thread)")
+    tearDown()
+  }
+
+  /// Frees the C loop now, on the loop's thread, rather than in `deinit`,
+  /// which runs on whichever thread drops the last reference: an
+  /// ``EventLoopGroup``'s loop is referenced from any thread, and its
+  /// thread ends at shutdown. From then on every entry stops with a message.
+  func retire() {
+    checkThread("EventLoop.retire()")
+    tearDown()
+    retiredFlag.store(true, ordering: .relaxed)
+  }
+
+  var isRetired: Bool { retiredFlag.load(ordering: .relaxed) }
+
+  private func tearDown() {
     // 1. Refuse calls from other threads; drop the ones not yet run.
     let drainInFlight = threadSafeQueue.close()
     // 2. Cancel every scheduled closure: it is released, never run.
@@ -342,7 +370,14 @@ public final class EventLoop {
     node.next = nil
     node.prev = nil
     if finishingSpawned && liveSpawned == nil { cloop_stop(cLoop) }
+    if liveSpawned == nil, let drained = onSpawnedDrained {
+      onSpawnedDrained = nil
+      drained()
+    }
   }
+
+  /// True while a spawned task or fiber has not ended.
+  var hasLiveSpawned: Bool { liveSpawned != nil }
 
   /// Cancels the spawned tasks still running and runs the loop until they
   /// have ended (asyncio.run's clean-up of remaining tasks).
@@ -388,8 +423,9 @@ public final class EventLoop {
 extension EventLoop: @unchecked Sendable {}
 
 extension EventLoop {
-  /// True on the thread that owns this loop.
-  public var isOnLoopThread: Bool { cloop_loop_is_owner(cLoop) != 0 }
+  /// True on the thread that owns this loop (never, once an
+  /// ``EventLoopGroup``'s shutdown has ended it).
+  public var isOnLoopThread: Bool { !isRetired && cloop_loop_is_owner(cLoop) != 0 }
 
   /// The loop whose ``runUntilIdle()`` (or ``runUntilComplete(_:)``) is running on
   /// this thread: the loop of the async code, fiber or callback calling it.
@@ -409,12 +445,19 @@ extension EventLoop {
 
   /// Stops the program unless the caller is on this loop's thread; every
   /// public entry of a loop-confined type starts with it. The cost on the
-  /// loop's thread is one C call that compares the loop's owner with a
-  /// thread-local address (`cloop_loop_is_owner`); the message is built
-  /// only on failure, out of line.
+  /// loop's thread is a relaxed load of the retired flag (a plain load)
+  /// and one C call that compares the loop's owner with a thread-local
+  /// address (`cloop_loop_is_owner`); the message is built only on
+  /// failure, out of line: it names a loop the group's shutdown ended
+  /// apart from a wrong thread.
   @inline(__always)
   func checkThread(_ operation: StaticString) {
-    if !isOnLoopThread { Self.wrongThread(operation) }
+    if !isOnLoopThread { isRetired ? Self.usedAfterShutdown(operation) : Self.wrongThread(operation) }
+  }
+
+  @inline(never)
+  static func usedAfterShutdown(_ operation: StaticString) -> Never {
+    misuse("\(operation) was called on a loop of an EventLoopGroup that has been shut down: its thread has ended, and with it the loop; finish using a group's loops (and their listeners, connections and futures) before EventLoopGroup.shutdown(deadline:)")
   }
 
   @inline(never)
