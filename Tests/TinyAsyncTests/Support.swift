@@ -97,13 +97,13 @@ struct LoopThreadBox<Value>: @unchecked Sendable {
 /// (and it did: every check then said "the loop's thread").
 func currentThreadToken() -> Int {
   if let token = pthread_getspecific(threadTokenKey) { return Int(bitPattern: token) }
-  let token = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)  // one per thread, kept
+  let token = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)  // freed when the thread ends
   pthread_setspecific(threadTokenKey, token)
   return Int(bitPattern: token)
 }
 
 private let threadTokenKey: pthread_key_t = {
   var key = pthread_key_t()
-  precondition(pthread_key_create(&key, nil) == 0)
+  precondition(pthread_key_create(&key, { $0?.deallocate() }) == 0)
   return key
 }()
