@@ -537,6 +537,7 @@ TEST_IMPL_POLL(io_restart_on_the_same_port_at_once) {
     ASSERT_GE(again, 0);
     ASSERT_EQ(close(again), 0);
     ASSERT_EQ(cloop_run(loop), 0); /* the acceptor's callback: -EBADF */
+    ASSERT_EQ(cloop_loop_free(loop), 0);
   }
   return 0;
 }
