@@ -74,6 +74,7 @@ typedef struct file_job {
   cloop_work work;
   cloop_file_op *op; /* the caller's; never touched off the loop's thread */
   int kind, fd, flags;
+  int owns_fd;       /* fd is the job's own dup of the caller's */
   unsigned mode;
   uint64_t offset;
   size_t len;
@@ -118,6 +119,8 @@ static void job_run(cloop_work *w) {
 }
 
 static void job_free(file_job *j) {
+  if (j->owns_fd)
+    close(j->fd);
   free(j->buf);
   free(j);
 }
@@ -153,6 +156,20 @@ static int pool_start(cloop_loop *loop, cloop_file_op *op) {
   j->op = op;
   j->kind = op->kind;
   j->fd = op->fd;
+  /* The job works on a dup of its own: a cancel returns at once while the
+     pool thread may still be in pread, and the caller may then close the
+     fd -- whose number could name another file by the time the call
+     runs. (A close is the caller's fd itself.) One dup and one close more
+     per operation, on the path that already pays a thread hand-off. */
+  if (op->fd >= 0 && op->kind != CLOOP_FILE_CLOSE) {
+    j->fd = fcntl(op->fd, F_DUPFD_CLOEXEC, 0);
+    if (j->fd < 0) {
+      int e = -errno;
+      free(j);
+      return e;
+    }
+    j->owns_fd = 1;
+  }
   j->flags = op->flags;
   j->mode = op->mode;
   j->offset = op->offset;
@@ -163,7 +180,7 @@ static int pool_start(cloop_loop *loop, cloop_file_op *op) {
   if ((op->kind == CLOOP_FILE_READ || op->kind == CLOOP_FILE_WRITE) && op->len) {
     j->buf = malloc(op->len);
     if (!j->buf) {
-      free(j);
+      job_free(j);
       return -ENOMEM;
     }
     if (op->kind == CLOOP_FILE_WRITE)
