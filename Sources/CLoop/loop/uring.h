@@ -115,6 +115,7 @@ struct cloop__uring {
   int multishot_broken; /* the kernel refused a multishot receive */
   int accept_broken;   /* ... or a multishot accept */
   int accept_worked;   /* a multishot accept has given a connection */
+  int accept_env_read; /* CLOOP_URING_MULTISHOT looked at for accepts */
   struct io_uring_buf_ring *br;
   char *bufs;          /* the ring's buffers, one block */
   uint32_t bufs_out;   /* buffers taken by the kernel, not yet given back */
