@@ -4,14 +4,26 @@
  * (../../shared/peers/WORKLOADS.md).
  *
  *   echo-server [--port P] [--host H] [--backend epoll|uring|auto]
+ *               [--loops N [--acceptor]]
  *   echo-server --probe-uring      exit 0 if an io_uring loop works here
  *
  * Prints READY on stdout once listening, then serves until killed. A peer
  * that resets or vanishes ends its own task only (sends never raise
  * SIGPIPE); running out of file descriptors pauses accepting (cloop's
- * accept waits 10 ms) instead of spinning. */
+ * accept waits 10 ms) instead of spinning.
+ *
+ * --loops N (default 1, as the Swift examples; 0 for the CPUs of the
+ * affinity mask) serves on a cloop_group of N loops, one per thread, each
+ * with its own listening socket on the port (SO_REUSEPORT: the kernel
+ * spreads the connections), or with --acceptor one socket on loop 0 that
+ * hands each connection round-robin to a loop. A connection is served by
+ * the same task as with one loop, on the loop it was given to. SIGTERM or
+ * SIGINT stops the group gracefully (1 s for the connections in flight).
+ * One loop keeps the single-loop path of before: no group, no hand-off. */
 #include <cloop.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +34,8 @@
 typedef struct config {
   const char *host;
   int port;
+  int loops;    /* 1: one loop on this thread; 0: the affinity mask's CPUs */
+  int acceptor; /* with a group: one acceptor instead of SO_REUSEPORT */
 } config;
 
 static intptr_t serve_connection(void *arg) {
@@ -72,14 +86,71 @@ static intptr_t serve(void *arg) {
   return 0;
 }
 
+/* ---- several loops: a cloop_group ------------------------------------ */
+
+/* On the loop that is to serve fd (cloop_group_listen's callback). */
+static void on_group_conn(cloop_loop *loop, int fd, void *arg) {
+  (void)arg;
+  if (cloop_spawn(loop, NULL, serve_connection, (void *)(intptr_t)fd,
+                  "conn") < 0) {
+    fprintf(stderr, "echo-server: out of memory for a connection\n");
+    cloop_sock_close(fd);
+  }
+}
+
+/* Serves on a group until SIGTERM or SIGINT. The signals are blocked
+   before the loops' threads start (they inherit the mask), so they reach
+   the sigwait of this thread only. */
+static int serve_group(const config *cfg, const cloop_options *opts) {
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stops, NULL);
+  cloop_group_options go;
+  cloop_group_options_init(&go);
+  go.loops = cfg->loops;
+  go.loop = *opts;
+  cloop_group *g;
+  int r = cloop_group_start(&g, &go);
+  if (r < 0) {
+    fprintf(stderr, "echo-server: starting the loops: %s\n", cloop_strerror(r));
+    return 1;
+  }
+  int port = cloop_group_listen(g, cfg->host, cfg->port, 4096,
+                                cfg->acceptor ? CLOOP_GROUP_ACCEPTOR : 0,
+                                on_group_conn, NULL);
+  if (port < 0) {
+    fprintf(stderr, "echo-server: listen on %s:%d: %s\n", cfg->host,
+            cfg->port, cloop_strerror(port));
+    cloop_group_stop(g, 0);
+    return 1;
+  }
+  fprintf(stderr, "echo-server: listening on %s:%d (%s, %d loops, %s)\n",
+          cfg->host, port,
+          cloop_backend_name(cloop_loop_backend(cloop_group_loop(g, 0))),
+          cloop_group_size(g), cfg->acceptor ? "one acceptor" : "SO_REUSEPORT");
+  printf("READY\n");
+  fflush(stdout);
+  int sig = 0;
+  sigwait(&stops, &sig);
+  fprintf(stderr, "echo-server: signal %d: stopping; connections per loop:", sig);
+  for (int i = 0; i < cloop_group_size(g); i++)
+    fprintf(stderr, " %llu", (unsigned long long)cloop_group_accepted(g, i));
+  fprintf(stderr, "\n");
+  r = cloop_group_stop(g, 1000 * 1000000LL);
+  return r < 0 ? 1 : 0;
+}
+
 static int usage(void) {
   fprintf(stderr, "usage: echo-server [--port P] [--host H] "
-                  "[--backend epoll|uring|auto] | --probe-uring\n");
+                  "[--backend epoll|uring|auto] [--loops N [--acceptor]] "
+                  "| --probe-uring\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
-  config cfg = {"127.0.0.1", 0};
+  config cfg = {"127.0.0.1", 0, 1, 0};
   cloop_options opts;
   cloop_options_init(&opts);
   for (int i = 1; i < argc; i++) {
@@ -98,6 +169,15 @@ int main(int argc, char **argv) {
         return usage();
       cfg.port = (int)p;
       i++;
+    } else if (strcmp(a, "--loops") == 0 && v) {
+      char *end;
+      long n = strtol(v, &end, 10);
+      if (*end || n < 0 || n > 1024)
+        return usage();
+      cfg.loops = (int)n;
+      i++;
+    } else if (strcmp(a, "--acceptor") == 0) {
+      cfg.acceptor = 1;
     } else if (strcmp(a, "--host") == 0 && v) {
       cfg.host = v;
       i++;
@@ -115,6 +195,9 @@ int main(int argc, char **argv) {
       return usage();
     }
   }
+  if (cfg.loops != 1 || cfg.acceptor)
+    return serve_group(&cfg, &opts);
+  /* One loop: a task accepting on this thread, connections served in place. */
   intptr_t r = cloop_main(serve, &cfg, &opts);
   if (r < 0) {
     fprintf(stderr, "echo-server: %s\n", cloop_strerror((int)r));
