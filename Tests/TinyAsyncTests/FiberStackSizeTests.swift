@@ -41,7 +41,7 @@ struct FiberStackSizeTests {
     do {
       _ = try EventLoop(fiberStackSize: 8192)
     } catch {
-      if case .invalidSetting(_, let text) = error { detail = text } else { detail = "\(error)" }
+      detail = error.detail ?? "\(error)"
     }
     #expect(detail == "EventLoop(fiberStackSize:): 8192 bytes is under the least, 16384 (16 KiB)")
   }

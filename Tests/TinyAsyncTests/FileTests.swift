@@ -160,7 +160,7 @@ struct FileTests {
         Issue.record("opened a missing file")
       } catch let error as TinyAsyncError {
         #expect(error.errno == ENOENT)
-        #expect(error.message.contains(missing))
+        #expect("\(error)".contains("open \(missing)"))
         #expect(error.message.contains("No such file"))
       }
       do {
@@ -168,7 +168,7 @@ struct FileTests {
         Issue.record("opened a folder for writing")
       } catch let error as TinyAsyncError {
         #expect(error.errno == EISDIR)
-        #expect(error.message.contains(dir))
+        #expect("\(error)".contains("open \(dir)"))
       }
       let folder = try await File.open(dir)  // reading a folder: EISDIR
       #expect(try await folder.stat().isDirectory)
@@ -192,7 +192,7 @@ struct FileTests {
     defer { unlink(path) }
     try loop.runUntilComplete { () async throws in
       await #expect { _ = try await File.open(path) } throws: { error in
-        (error as? TinyAsyncError)?.errno == EACCES && (error as? TinyAsyncError)?.message.contains(path) == true
+        (error as? TinyAsyncError)?.errno == EACCES && (error as? TinyAsyncError)?.description.contains("open \(path)") == true
       }
     }
   }
@@ -291,7 +291,7 @@ struct FileTests {
         do {
           _ = try File.open(path + ".missing")
         } catch let error as TinyAsyncError {
-          #expect(error.errno == ENOENT && error.message.contains(path + ".missing"))
+          #expect(error.errno == ENOENT && "\(error)".contains("open \(path).missing"))
         }
         try file.close()
         #expect(throws: TinyAsyncError.closed) { _ = try file.read(at: 0, count: 1) }

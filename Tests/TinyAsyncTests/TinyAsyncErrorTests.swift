@@ -25,7 +25,7 @@ struct TinyAsyncErrorTests {
       #expect(TinyAsyncError(code: code).code == code)
     }
     #expect(TinyAsyncError.connectionRefused.message == String(cString: strerror(ECONNREFUSED)))
-    guard case .library(let code, let message) = TinyAsyncError(code: -29_999) else {
+    guard case .library(let code, let message, _) = TinyAsyncError(code: -29_999) else {
       Issue.record("an unknown library code must map to .library")
       return
     }
@@ -72,7 +72,7 @@ struct TinyAsyncErrorTests {
       _ = try EventLoop()
       print("no error")
     } catch {
-      if case .invalidSetting(let code, _) = error, code == CLOOP_EBADENV { print("invalidSetting") }
+      if case .invalidSetting(let code, _, _) = error, code == CLOOP_EBADENV { print("invalidSetting") }
       print("\(error)")
     }
   }

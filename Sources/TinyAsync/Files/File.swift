@@ -16,9 +16,9 @@ internal import Glibc
 /// interrupted write, how much reached the file is unknown.
 ///
 /// Reads and writes name their offset, so several tasks may use one file
-/// at once. Errors from the system carry the path in their message
-/// (`No such file or directory: /etc/nope`); ``TinyAsyncError/closed``
-/// after `close()`.
+/// at once. Errors carry the operation and the path in their
+/// ``TinyAsyncError/context`` (`open /etc/nope: No such file or directory
+/// (errno 2)`); ``TinyAsyncError/closed`` after `close()`.
 ///
 /// Loop-confined (not `Sendable`); closes its descriptor when it goes away.
 ///
@@ -69,7 +69,7 @@ public final class File {
   ///     truncated), ``Mode/readWrite``, ``Mode/createNew``, or raw flags.
   ///   - permissions: For a file it creates, before the umask.
   /// - Throws: ``TinyAsyncError/system(errno:message:)`` with `ENOENT`,
-  ///   `EACCES`, `EISDIR`, `EEXIST`, ... and the path in the message;
+  ///   `EACCES`, `EISDIR`, `EEXIST`, ... and `open <path>` as its context;
   ///   ``TinyAsyncError/cancelled``, ``TinyAsyncError/timedOut``.
   public static func open(
     _ path: String, mode: Mode = .read, permissions: UInt32 = 0o644
@@ -166,7 +166,7 @@ public final class File {
       } catch {
         throw error as? TinyAsyncError ?? .cancelled
       }
-      if rc < 0 { throw TinyAsyncError.file(code: rc, path: path) }
+      if rc < 0 { throw TinyAsyncError.file(code: rc, path: path, "truncate") }
     }
   }
 
@@ -187,7 +187,7 @@ public final class File {
         .write(fd: fd, UnsafeRawPointer(buffer.baseAddress! + done), count: chunk, offset: UInt64(offset + done)),
         path: path, loop: loop
       ).wait().get()
-      guard n > 0 else { throw TinyAsyncError.file(code: -EIO, path: path) }
+      guard n > 0 else { throw TinyAsyncError.file(code: -EIO, path: path, "write") }
       done += Int(n)
     }
     return total

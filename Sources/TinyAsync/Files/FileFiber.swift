@@ -20,7 +20,7 @@ extension File {
     let fd = path.withCString { cPath in
       fiberSuspend("File.open") { cloop_file_open(cPath, mode.flags, permissions) }
     }
-    if fd < 0 { throw TinyAsyncError.file(code: fd, path: path) }
+    if fd < 0 { throw TinyAsyncError.file(code: fd, path: path, "open") }
     return File(fd: fd, path: path, loop: loop)
   }
 
@@ -59,7 +59,7 @@ extension File {
       let n = bytes.withUnsafeMutableBytes { raw in
         fiberSuspend("File.read") { cloop_file_pread(fd, raw.baseAddress! + have, want, UInt64(offset + have)) }
       }
-      if n < 0 { throw TinyAsyncError.file(code: Int32(clamping: n), path: path) }
+      if n < 0 { throw TinyAsyncError.file(code: Int32(clamping: n), path: path, "read") }
       if n == 0 { break }
       have += n
     }
@@ -93,7 +93,7 @@ extension File {
       } catch {
         throw error as? TinyAsyncError ?? .cancelled
       }
-      if rc < 0 { throw TinyAsyncError.file(code: rc, path: path) }
+      if rc < 0 { throw TinyAsyncError.file(code: rc, path: path, "truncate") }
     }
   }
 
@@ -104,7 +104,7 @@ extension File {
       fiberSuspend("File.write") { cloop_file_write_all(fd, buffer.baseAddress, buffer.count, UInt64(offset)) }
     }
     let rc = bytes.withContiguousStorageIfAvailable(write) ?? Array(bytes).withUnsafeBufferPointer(write)
-    if rc < 0 { throw TinyAsyncError.file(code: Int32(clamping: rc), path: path) }
+    if rc < 0 { throw TinyAsyncError.file(code: Int32(clamping: rc), path: path, "write") }
     return rc
   }
 
@@ -117,7 +117,7 @@ extension File {
     defer { end() }
     let fd = self.fd
     let rc = fiberSuspend("File.sync()") { cloop_file_fsync(fd, dataOnly ? 1 : 0) }
-    if rc < 0 { throw TinyAsyncError.file(code: rc, path: path) }
+    if rc < 0 { throw TinyAsyncError.file(code: rc, path: path, "sync") }
   }
 
   /// The file's size, type and times, from a fiber: the fiber form of
@@ -135,7 +135,7 @@ extension File {
     let record = Pinned(cloop_file_info())
     let info = record.pointer
     let rc = fiberSuspend("File.stat()") { cloop_file_stat(fd, nil, info) }
-    if rc < 0 { throw TinyAsyncError.file(code: rc, path: path) }
+    if rc < 0 { throw TinyAsyncError.file(code: rc, path: path, "stat") }
     return FileInfo(info.pointee)
   }
 
@@ -146,6 +146,6 @@ extension File {
     loop.checkThread("File.close()")
     guard let fd = takeForClose() else { return }
     let rc = fiberSuspend("File.close()") { cloop_file_close(fd) }
-    if rc < 0 { throw TinyAsyncError.file(code: rc, path: path) }
+    if rc < 0 { throw TinyAsyncError.file(code: rc, path: path, "close") }
   }
 }

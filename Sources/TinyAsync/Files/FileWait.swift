@@ -26,6 +26,18 @@ final class FileWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
     case write(fd: Int32, UnsafeRawPointer, count: Int, offset: UInt64)
     case fsync(fd: Int32, dataOnly: Bool)
     case stat(fd: Int32)
+
+    /// What the operation does, for an error's context (`read /etc/hosts`).
+    var verb: String {
+      switch self {
+      case .open: "open"
+      case .close: "close"
+      case .read: "read"
+      case .write: "write"
+      case .fsync: "sync"
+      case .stat: "stat"
+      }
+    }
   }
 
   private let operation: Operation
@@ -73,7 +85,7 @@ final class FileWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
       }
     if rc < 0 {
       retained.release()
-      finish(.failure(TinyAsyncError.file(code: rc, path: path)))
+      finish(.failure(TinyAsyncError.file(code: rc, path: path, operation.verb)))
     }
   }
 
@@ -95,7 +107,7 @@ final class FileWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
       if case .open = operation, result >= 0 { Glibc.close(result) }
       return
     }
-    finish(result >= 0 ? .success(result) : .failure(TinyAsyncError.file(code: result, path: path)))
+    finish(result >= 0 ? .success(result) : .failure(TinyAsyncError.file(code: result, path: path, operation.verb)))
   }
 }
 

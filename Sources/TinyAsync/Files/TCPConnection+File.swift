@@ -67,7 +67,7 @@ extension TCPConnection {
     let n = fiberSuspend("TCPConnection.send(file:offset:count:)") {
       cloop_file_send(socket, from, UInt64(offset), count ?? Int.max)
     }
-    if n < 0 { throw TinyAsyncError.file(code: Int32(clamping: n), path: file.path) }
+    if n < 0 { throw TinyAsyncError.file(code: Int32(clamping: n), path: file.path, "send") }
     return n
   }
 }

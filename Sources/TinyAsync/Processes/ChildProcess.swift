@@ -147,7 +147,7 @@ public final class ChildProcess {
         }
       }
     }
-    if rc < 0 { throw TinyAsyncError(code: rc) }
+    if rc < 0 { throw TinyAsyncError(code: rc, context: "spawn \(program)") }
     return ChildProcess(loop: loop, record: record)
   }
 
@@ -186,7 +186,7 @@ public final class ChildProcess {
   /// - Throws: `ESRCH` once it has been reaped.
   public func kill(_ signal: Signal = .terminate) throws(TinyAsyncError) {
     loop.checkThread("ChildProcess.kill(_:)")
-    _ = try TinyAsyncError.check(cloop_process_kill(cProcess, signal.rawValue))
+    _ = try TinyAsyncError.check(cloop_process_kill(cProcess, signal.rawValue), "kill process \(pid)")
   }
 }
 

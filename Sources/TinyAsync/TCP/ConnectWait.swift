@@ -14,6 +14,15 @@ final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
   enum Target {
     case tcp(host: String, port: Int)
     case unix(path: String)
+
+    /// What the wait does, for an error's context: `connect to
+    /// 127.0.0.1:9`, `connect to unix:/tmp/app.sock`.
+    var context: String {
+      switch self {
+      case .tcp(let host, let port): "connect to \(TinyAsyncError.endpoint(host, port))"
+      case .unix(let path): "connect to unix:\(path)"
+      }
+    }
   }
 
   private let record = Pinned(cloop_connector())
@@ -41,8 +50,13 @@ final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
       }
     if rc < 0 {
       retained.release()
-      finish(.failure(TinyAsyncError(code: rc)))
+      finish(.failure(TinyAsyncError(code: rc, context: target.context)))
     }
+  }
+
+  /// A cancellation or timeout names the address too.
+  override func failure(for error: TinyAsyncError) -> TinyAsyncError {
+    error.with(context: target.context)
   }
 
   override func stop() {
@@ -57,7 +71,7 @@ final class ConnectWait: LoopWait<Int32, TinyAsyncError>, @unchecked Sendable {
       if result >= 0 { _ = cloop_close_fd(loop.cLoop, result) }
       return
     }
-    finish(result >= 0 ? .success(result) : .failure(TinyAsyncError(code: result)))
+    finish(result >= 0 ? .success(result) : .failure(TinyAsyncError(code: result, context: target.context)))
   }
 }
 

@@ -14,13 +14,22 @@ extension SocketAddress {
   /// ```
   ///
   /// - Throws: `EINVAL` (``TinyAsyncError/system(errno:message:)``) for a
-  ///   name or a port outside 0-65535.
+  ///   name, ``TinyAsyncError/invalidSetting(code:detail:)`` for a port
+  ///   outside 0-65535; the context names the host.
   public init(host: String, port: Int) throws(TinyAsyncError) {
-    guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
+    let (storage, length) = try Self.parse(host, port)
+    self.init(storage, length: length)!
+  }
+
+  /// `host` and `port` in the kernel's form, or the error naming them.
+  private static func parse(_ host: String, _ port: Int) throws(TinyAsyncError) -> (sockaddr_storage, socklen_t) {
+    try TinyAsyncError.checkPort(port, "address \(host)")
     var storage = sockaddr_storage()
     let length = cloop_sockaddr_parse(host, Int32(port), &storage)
-    if length < 0 { throw TinyAsyncError(code: length) }
-    self.init(storage, length: socklen_t(length))!
+    if length < 0 {
+      throw TinyAsyncError(code: length, context: "address \"\(host)\" (a numeric IPv4 or IPv6 address, no name)")
+    }
+    return (storage, socklen_t(length))
   }
 
   /// The address as a `sockaddr_storage` and its length. A Unix path is
@@ -28,13 +37,9 @@ extension SocketAddress {
   func storage() throws(TinyAsyncError) -> (sockaddr_storage, socklen_t) {
     switch self {
     case .ipv4(let host, let port), .ipv6(let host, let port):
-      guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
-      var storage = sockaddr_storage()
-      let length = cloop_sockaddr_parse(host, Int32(port), &storage)
-      if length < 0 { throw TinyAsyncError(code: length) }
-      return (storage, socklen_t(length))
-    case .unix:
-      throw TinyAsyncError(code: -EAFNOSUPPORT)
+      return try Self.parse(host, port)
+    case .unix(let path):
+      throw TinyAsyncError(code: -EAFNOSUPPORT, context: "address unix:\(path) (UDP takes IPv4 or IPv6)")
     }
   }
 }

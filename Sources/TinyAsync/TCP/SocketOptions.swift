@@ -102,11 +102,11 @@ enum SocketOptions {
     .invalidSetting(code: CLOOP_EBADOPTION, detail: detail)
   }
 
-  /// The system's error for a failed call, its message naming the option.
+  /// The system's error for a failed call, its context naming the option.
   private static func failed(_ label: String, _ operation: String) -> TinyAsyncError {
     let code = errno
     if code == EBADF { return .closed }
-    return .system(errno: code, message: "\(operation): \(label): \(String(cString: strerror(code)))")
+    return .system(errno: code, message: String(cString: strerror(code)), context: "\(operation): \(label)")
   }
 }
 

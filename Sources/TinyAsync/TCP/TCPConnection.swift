@@ -79,7 +79,7 @@ public final class TCPConnection {
   ///   when interrupted; other system errors as they come.
   public static func connect(host: String, port: Int) async throws(TinyAsyncError) -> TCPConnection {
     let loop = EventLoop.running(for: "TCPConnection.connect")
-    guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
+    try TinyAsyncError.checkPort(port, "connect to \(host)")
     let fd = try await ConnectWait(loop: loop, .tcp(host: host, port: port)).wait().get()
     return TCPConnection(fd: fd, loop: loop)
   }
@@ -100,7 +100,7 @@ public final class TCPConnection {
     _ = EventLoop.running(for: "TCPConnection.connect(host:port:timeout:)")
     // As asyncio's wait_for: no time left, no attempt (withTimeout's timer
     // would fire only in the next iteration, after a socket was made).
-    if timeout <= .zero { throw .timedOut }
+    if timeout <= .zero { throw TinyAsyncError.timedOut.with(context: "connect to \(TinyAsyncError.endpoint(host, port))") }
     do {
       return try await withTimeout(timeout) { () async throws(TinyAsyncError) -> TCPConnection in
         try await connect(host: host, port: port)

@@ -28,11 +28,11 @@ extension TCPConnection {
   public static func connect(host: String, port: Int) throws(TinyAsyncError) -> TCPConnection {
     requireFiber("TCPConnection.connect(host:port:)")
     let loop = EventLoop.running(for: "TCPConnection.connect(host:port:)")
-    guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
+    try TinyAsyncError.checkPort(port, "connect to \(host)")
     let fd = host.withCString { host in
       fiberSuspend("TCPConnection.connect(host:port:)") { cloop_tcp_connect(host, Int32(port)) }
     }
-    if fd < 0 { throw TinyAsyncError(code: fd) }
+    if fd < 0 { throw TinyAsyncError(code: fd, context: "connect to \(TinyAsyncError.endpoint(host, port))") }
     return TCPConnection(fd: fd, loop: loop)
   }
 
@@ -45,7 +45,7 @@ extension TCPConnection {
     let fd = path.withCString { path in
       fiberSuspend("TCPConnection.connect(unixPath:)") { cloop_unix_connect(path) }
     }
-    if fd < 0 { throw TinyAsyncError(code: fd) }
+    if fd < 0 { throw TinyAsyncError(code: fd, context: "connect to unix:\(path)") }
     return TCPConnection(fd: fd, loop: loop)
   }
 

@@ -63,13 +63,14 @@ public final class TCPListener {
   ) throws(TinyAsyncError) {
     let loop = loop ?? EventLoop.running(for: "TCPListener()")
     loop.checkThread("TCPListener()")
-    guard (0...65535).contains(port) else { throw TinyAsyncError(code: -EINVAL) }
+    try TinyAsyncError.checkPort(port, "listen on \(host)")
     let fd = try TinyAsyncError.check(
-      cloop_tcp_listen(host, Int32(port), Int32(clamping: backlog), reusePort ? Int32(CLOOP_REUSEPORT) : 0))
+      cloop_tcp_listen(host, Int32(port), Int32(clamping: backlog), reusePort ? Int32(CLOOP_REUSEPORT) : 0),
+      "listen on \(TinyAsyncError.endpoint(host, port))")
     let bound = cloop_sock_port(fd)
     if bound < 0 {
       _ = Glibc.close(fd)
-      throw TinyAsyncError(code: bound)
+      throw TinyAsyncError(code: bound, context: "listen on \(TinyAsyncError.endpoint(host, port))")
     }
     self.loop = loop
     self.fd = fd
@@ -104,7 +105,8 @@ public final class TCPListener {
     let loop = loop ?? EventLoop.running(for: "TCPListener(unixPath:)")
     loop.checkThread("TCPListener(unixPath:)")
     let fd = try TinyAsyncError.check(
-      cloop_unix_listen(path, Int32(clamping: backlog), replaceStale ? Int32(CLOOP_UNLINK_STALE) : 0))
+      cloop_unix_listen(path, Int32(clamping: backlog), replaceStale ? Int32(CLOOP_UNLINK_STALE) : 0),
+      "listen on unix:\(path)")
     self.loop = loop
     self.fd = fd
     self.port = 0
@@ -240,7 +242,7 @@ extension TCPListener: AsyncSequence {
           switch error {
           case .outOfMemory:
             break
-          case .system(let code, _) where code == EMFILE || code == ENFILE || code == ENOBUFS:
+          case .system(let code, _, _) where code == EMFILE || code == ENFILE || code == ENOBUFS:
             break
           default:
             throw error

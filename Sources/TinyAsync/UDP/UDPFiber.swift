@@ -27,10 +27,15 @@ extension UDPSocket {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     var flags: Int32 = 0
-    let n = try withUnsafeMutablePointer(to: &storage) { (pointer) throws(TinyAsyncError) -> Int in
-      try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(TinyAsyncError) -> Int in
-        try fiberCall("UDPSocket.receive(max:)") { cloop_udp_recvfrom(fd, buffer, max, sa, &length, &flags) }
+    let n: Int
+    do {
+      n = try withUnsafeMutablePointer(to: &storage) { (pointer) throws(TinyAsyncError) -> Int in
+        try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(TinyAsyncError) -> Int in
+          try fiberCall("UDPSocket.receive(max:)") { cloop_udp_recvfrom(fd, buffer, max, sa, &length, &flags) }
+        }
       }
+    } catch {
+      throw error.with(context: receiveContext)
     }
     let bytes = [UInt8](UnsafeRawBufferPointer(start: buffer, count: n))
     return Datagram(bytes: bytes, sender: sender(storage, length), truncated: flags & Int32(CLOOP_UDP_TRUNCATED) != 0)
@@ -62,10 +67,14 @@ extension UDPSocket {
     let fd = self.fd
     let buffer = sendBuffer
     let count = bytes.count
-    _ = try withUnsafePointer(to: &storage) { (pointer) throws(TinyAsyncError) -> Int in
-      try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(TinyAsyncError) -> Int in
-        try fiberCall(operation) { cloop_udp_sendto(fd, buffer, count, length == 0 ? nil : sa, length) }
+    do {
+      _ = try withUnsafePointer(to: &storage) { (pointer) throws(TinyAsyncError) -> Int in
+        try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(TinyAsyncError) -> Int in
+          try fiberCall(operation) { cloop_udp_sendto(fd, buffer, count, length == 0 ? nil : sa, length) }
+        }
       }
+    } catch {
+      throw error.with(context: sendContext(to: address))
     }
   }
 }

@@ -82,7 +82,7 @@ public final class UDPSocket {
     let fd = withUnsafePointer(to: &storage) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { cloop_udp_open($0, length, flags) }
     }
-    if fd < 0 { throw TinyAsyncError(code: fd) }
+    if fd < 0 { throw TinyAsyncError(code: fd, context: "bind UDP to \(address)") }
     self.loop = loop
     self.fd = fd
     receiveCapacity = 2048
@@ -150,7 +150,7 @@ public final class UDPSocket {
     let rc = withUnsafePointer(to: &storage) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { cloop_udp_connect(fd, $0, length) }
     }
-    if rc < 0 { throw TinyAsyncError(code: rc) }
+    if rc < 0 { throw TinyAsyncError(code: rc, context: "connect UDP to \(peer)") }
     connectedPeer = peer
   }
 
@@ -171,8 +171,18 @@ public final class UDPSocket {
     try beginReceive(max: max, "UDPSocket.receive(max:)")
     defer { isReceiving = false }
     if let kept = kept.take() { return kept }
-    _ = try await DatagramWait(.receive(max: max), on: self).wait().get()
+    do {
+      _ = try await DatagramWait(.receive(max: max), on: self).wait().get()
+    } catch {
+      throw error.with(context: receiveContext)
+    }
     return justReceived.take()!
+  }
+
+  /// An error's context for a receive: `receive from 127.0.0.1:9` on a
+  /// connected socket (whose peer may refuse), else `receive`.
+  var receiveContext: String {
+    connectedPeer.map { "receive from \($0)" } ?? "receive"
   }
 
   /// The checks of every receive, in both forms; then marks the socket as
@@ -225,7 +235,11 @@ public final class UDPSocket {
   public func send(_ bytes: some Collection<UInt8>, to address: SocketAddress) async throws(TinyAsyncError) {
     let (storage, length) = try beginSend(bytes, to: address, "UDPSocket.send(_:to:)")
     defer { isSending = false }
-    _ = try await DatagramWait(.send(count: bytes.count, address: storage, length: length), on: self).wait().get()
+    do {
+      _ = try await DatagramWait(.send(count: bytes.count, address: storage, length: length), on: self).wait().get()
+    } catch {
+      throw error.with(context: sendContext(to: address))
+    }
   }
 
   /// Sends `bytes` as one datagram to the peer of ``connect(to:)``.
@@ -234,7 +248,18 @@ public final class UDPSocket {
   public func send(_ bytes: some Collection<UInt8>) async throws(TinyAsyncError) {
     let (storage, length) = try beginSend(bytes, to: nil, "UDPSocket.send(_:)")
     defer { isSending = false }
-    _ = try await DatagramWait(.send(count: bytes.count, address: storage, length: length), on: self).wait().get()
+    do {
+      _ = try await DatagramWait(.send(count: bytes.count, address: storage, length: length), on: self).wait().get()
+    } catch {
+      throw error.with(context: sendContext(to: nil))
+    }
+  }
+
+  /// An error's context for a send: `send to 127.0.0.1:9` (the connected
+  /// peer's address when `address` is `nil`).
+  func sendContext(to address: SocketAddress?) -> String {
+    if let address = address ?? connectedPeer { return "send to \(address)" }
+    return "send (not connected)"
   }
 
   /// The checks of every send, in both forms; copies the bytes into the
