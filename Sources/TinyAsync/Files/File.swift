@@ -68,7 +68,7 @@ public final class File {
   ///   - mode: ``Mode/read`` (the default), ``Mode/write`` (created or
   ///     truncated), ``Mode/readWrite``, ``Mode/createNew``, or raw flags.
   ///   - permissions: For a file it creates, before the umask.
-  /// - Throws: ``TinyAsyncError/system(errno:message:)`` with `ENOENT`,
+  /// - Throws: ``TinyAsyncError/system(errno:message:context:)`` with `ENOENT`,
   ///   `EACCES`, `EISDIR`, `EEXIST`, ... and `open <path>` as its context;
   ///   ``TinyAsyncError/cancelled``, ``TinyAsyncError/timedOut``.
   public static func open(

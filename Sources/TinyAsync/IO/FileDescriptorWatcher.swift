@@ -42,7 +42,7 @@ internal import Glibc
 /// - A descriptor is watched in each direction by one party on the loop:
 ///   waiting on a descriptor that another watcher, or a TinyAsync
 ///   connection, waits on in the same direction throws
-///   ``TinyAsyncError/system(errno:message:)`` with `EEXIST`.
+///   ``TinyAsyncError/system(errno:message:context:)`` with `EEXIST`.
 /// - **Close the watcher before the descriptor.** If the descriptor is
 ///   closed underneath a wait, the wait does not end by itself (epoll
 ///   drops a closed descriptor from its set without a word; io_uring's poll
@@ -82,7 +82,7 @@ public final class FileDescriptorWatcher {
   /// running on this thread). Nothing is registered until a wait.
   ///
   /// - Throws: ``TinyAsyncError/closed`` (`EBADF`) when `fd` is not an open
-  ///   descriptor; ``TinyAsyncError/system(errno:message:)`` with `EPERM`
+  ///   descriptor; ``TinyAsyncError/system(errno:message:context:)`` with `EPERM`
   ///   for one that cannot be polled (a regular file, a directory, a block
   ///   device: they are always ready, and epoll refuses them).
   public init(fd: Int32, on loop: EventLoop? = nil) throws(TinyAsyncError) {

@@ -94,9 +94,9 @@ public final class EventLoop {
   ///     `TinyAsync`, which goes wherever `LoggingSystem.bootstrap` sends
   ///     swift-log's logs.
   /// - Throws: ``TinyAsyncError/backendUnavailable`` when `backend` names
-  ///   one that cannot run here; ``TinyAsyncError/system(errno:message:)``
+  ///   one that cannot run here; ``TinyAsyncError/system(errno:message:context:)``
   ///   when the kernel refuses (e.g. `EMFILE` for the epoll or eventfd
-  ///   descriptor); ``TinyAsyncError/invalidSetting(code:detail:)`` for a
+  ///   descriptor); ``TinyAsyncError/invalidSetting(code:detail:context:)`` for a
   ///   `fiberStackSize` under 16 KiB, or a `$CLOOP_BACKEND` or
   ///   `$CLOOP_SWITCH` it does not understand.
   ///

@@ -221,7 +221,7 @@ extension EventLoop {
   /// ``SignalStream``. While the stream is open the signals do not end the
   /// process (their default action); they arrive here instead.
   ///
-  /// - Throws: ``TinyAsyncError/system(errno:message:)`` with `EINVAL` for
+  /// - Throws: ``TinyAsyncError/system(errno:message:context:)`` with `EINVAL` for
   ///   `SIGKILL`, `SIGSTOP` or a fault signal (`SIGSEGV`, `SIGBUS`,
   ///   `SIGILL`, `SIGFPE`), which cannot be watched.
   ///

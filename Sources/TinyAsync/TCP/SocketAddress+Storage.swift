@@ -13,8 +13,8 @@ extension SocketAddress {
   /// let server = try SocketAddress(host: "127.0.0.1", port: 5353)
   /// ```
   ///
-  /// - Throws: `EINVAL` (``TinyAsyncError/system(errno:message:)``) for a
-  ///   name, ``TinyAsyncError/invalidSetting(code:detail:)`` for a port
+  /// - Throws: `EINVAL` (``TinyAsyncError/system(errno:message:context:)``) for a
+  ///   name, ``TinyAsyncError/invalidSetting(code:detail:context:)`` for a port
   ///   outside 0-65535; the context names the host.
   public init(host: String, port: Int) throws(TinyAsyncError) {
     let (storage, length) = try Self.parse(host, port)

@@ -145,7 +145,7 @@ extension TCPConnection {
   }
 
   /// Turns keep-alive probing on with `keepAlive`'s timings, or off with `nil`.
-  /// - Throws: ``TinyAsyncError/invalidSetting(code:detail:)`` naming the
+  /// - Throws: ``TinyAsyncError/invalidSetting(code:detail:context:)`` naming the
   ///   field out of range (a non-whole or out-of-range number of seconds, a
   ///   count over 127); ``TinyAsyncError/closed``; a system error naming
   ///   the option the kernel refused.
@@ -166,7 +166,7 @@ extension TCPConnection {
   }
 
   /// Fixes the send buffer at `bytes` (`SO_SNDBUF`; the kernel stops tuning it).
-  /// - Throws: ``TinyAsyncError/invalidSetting(code:detail:)`` for a size
+  /// - Throws: ``TinyAsyncError/invalidSetting(code:detail:context:)`` for a size
   ///   under 1 or over `Int32.max`; ``TinyAsyncError/closed``.
   public func setSendBufferSize(_ bytes: Int) throws(TinyAsyncError) {
     loop.checkThread("TCPConnection.setSendBufferSize")
@@ -186,7 +186,7 @@ extension TCPConnection {
   /// Fixes the receive buffer at `bytes` (`SO_RCVBUF`). The window it
   /// allows is agreed when the connection opens: for a large one, set it
   /// on the ``TCPListener`` (accepted connections inherit it).
-  /// - Throws: ``TinyAsyncError/invalidSetting(code:detail:)`` for a size
+  /// - Throws: ``TinyAsyncError/invalidSetting(code:detail:context:)`` for a size
   ///   under 1 or over `Int32.max`; ``TinyAsyncError/closed``.
   public func setReceiveBufferSize(_ bytes: Int) throws(TinyAsyncError) {
     loop.checkThread("TCPConnection.setReceiveBufferSize")

@@ -116,7 +116,7 @@ public final class TCPConnection {
   /// the same type as a TCP one, with the same reads and writes: code
   /// written for one works on the other.
   ///
-  /// - Throws: ``TinyAsyncError/system(errno:message:)`` with `ENOENT` (no
+  /// - Throws: ``TinyAsyncError/system(errno:message:context:)`` with `ENOENT` (no
   ///   such socket file), ``TinyAsyncError/connectionRefused`` (nobody
   ///   listens), `ENAMETOOLONG` (a path over 107 bytes, never cut short),
   ///   `EACCES`; ``TinyAsyncError/cancelled``, ``TinyAsyncError/timedOut``.
