@@ -279,3 +279,21 @@ struct ErrorContextTests {
     #expect("\(TinyAsyncError.hostNotFound)" == "host not found")
   }
 }
+
+/// The shape of code that a struct-shaped `TinyAsyncError` (matched through
+/// `~=`) crashed Swift 6.3.1 on (signal 11 in `MandatoryAllocBoxToStack`):
+/// a `catch` of one case, inside a loop, in a function that throws
+/// `any Error`. That this file compiles is the test.
+func echoLinesShape(_ connection: TCPConnection, maxLine: Int) async throws {
+  for _ in 0..<2 {
+    let line: [UInt8]
+    do {
+      line = try await connection.read(until: UInt8(ascii: "\n"), max: maxLine)
+    } catch .delimiterNotFound {
+      try await connection.write("ERROR line longer than \(maxLine) bytes\n")
+      return
+    }
+    if line.isEmpty { return }
+    try await connection.write(line)
+  }
+}
