@@ -60,6 +60,7 @@ done
 # Once more on a group of two loops (EventLoopGroup), the default backend.
 for mode in async fiber; do
   timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --loops 2
+  timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --loops 2 --acceptor
 done
 timeout 300 python3 examples/http-hello/test_http.py "$bin/tinyasync-http-hello" --loops 2
 

@@ -12,11 +12,13 @@ struct EchoOptions {
   /// Loops, each on a thread of its own (Group.swift); 1: one loop on the
   /// main thread, as the benchmarks run it.
   var loops = 1
+  /// With loops > 1: one acceptor handing connections out, not SO_REUSEPORT.
+  var acceptor = false
 }
 
 func usage(_ problem: String?) -> Never {
   if let problem { printError("tinyasync-echo: \(problem)") }
-  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]] [--drain-seconds S] [--loops N]")
+  printError("usage: tinyasync-echo [--port P] [--host H] [--mode async|fiber] [--backend auto|epoll|uring] [--lines [--max-line N]] [--drain-seconds S] [--loops N [--acceptor]]")
   exit(problem == nil ? 0 : 2)
 }
 

@@ -4,7 +4,7 @@
 //
 //   swift run -c release tinyasync-echo [--port P] [--host H]
 //       [--mode async|fiber] [--backend auto|epoll|uring]
-//       [--lines [--max-line N]] [--drain-seconds S] [--loops N]
+//       [--lines [--max-line N]] [--drain-seconds S] [--loops N [--acceptor]]
 //
 // It echoes bytes as they come; with --lines it echoes line by line
 // (read(until:max:)) and answers a line longer than N bytes (default 8192)
@@ -12,7 +12,8 @@
 // vanishes ends its own connection only. On SIGTERM or SIGINT it stops
 // accepting, gives the connections in flight --drain-seconds (default 5)
 // to finish, closes the rest and exits 0. --loops N (default 1) serves on
-// N loops, one per thread, each listening on the port (SO_REUSEPORT).
+// N loops, one per thread, each listening on the port (SO_REUSEPORT), or
+// with --acceptor one listener on loop 0 handing connections round-robin.
 import Glibc
 import TinyAsync
 
@@ -51,6 +52,7 @@ while let argument = arguments.popFirst() {
   case "--loops":
     guard let n = Int(value(after: argument)), n > 0 else { usage("--loops takes a positive number") }
     options.loops = n
+  case "--acceptor": options.acceptor = true
   case "-h", "--help": usage(nil)
   default: usage("unknown argument \(argument)")
   }

@@ -9,9 +9,10 @@ import Synchronization
 /// fiber stacks); a task, a fiber and a connection stay on the loop that
 /// started them. Between loops there is one path, the target loop's
 /// ``ThreadSafeHandle``: ``submit(on:_:)`` runs a `Sendable` closure on a
-/// loop and brings its `Sendable` result back; ``serve(host:port:backlog:_:)``
-/// gives each loop a listener of its own on one port (`SO_REUSEPORT`), so
-/// the kernel spreads the connections. `Sendable`: use it from any thread.
+/// loop and brings its `Sendable` result back; ``serve(host:port:backlog:distribution:_:)``
+/// (tasks) and ``serveFibers(host:port:backlog:distribution:_:)`` (fibers)
+/// give each loop a listener of its own on one port (`SO_REUSEPORT`), so
+/// the kernel spreads the connections, or one acceptor handing them out. `Sendable`: use it from any thread.
 ///
 /// Each loop is created on its thread, and runs there until
 /// ``shutdown(deadline:)`` (io_uring's `SINGLE_ISSUER` ring must be used
@@ -31,8 +32,7 @@ import Synchronization
 /// surface (``EventLoop/init(backend:fiberStackSize:logger:)``,
 /// `runUntilComplete`, ``EventLoop/spawn(name:isolation:_:)``,
 /// ``ThreadSafeHandle``, ``TCPListener``'s `reusePort`) and about 300
-/// lines. What it does not take from the C group: pinning loop i to CPU i,
-/// and the one-acceptor mode.
+/// lines. What it does not take from the C group: pinning loop i to CPU i.
 ///
 /// ```swift
 /// let group = try EventLoopGroup(loops: 2)
@@ -146,7 +146,7 @@ public final class EventLoopGroup: Sendable {
   }
 
   /// Stops the group gracefully and ends its threads. Each loop, on its
-  /// own thread: closes the listeners of ``serve(host:port:backlog:_:)``
+  /// own thread: closes the listeners of ``serve(host:port:backlog:distribution:_:)``
   /// (no new connection is accepted), gives its spawned tasks and fibers
   /// `deadline` to end by themselves (a drain that ends as soon as the last
   /// one does), cancels the ones still running and runs them until they
@@ -292,10 +292,12 @@ final class GroupShared: @unchecked Sendable {
 }
 
 /// A group's state on one loop (that loop's thread only): the listeners
-/// ``EventLoopGroup/serve(host:port:backlog:_:)`` started there, closed at
-/// shutdown before the drain.
+/// ``EventLoopGroup/serve(host:port:backlog:distribution:_:)`` started
+/// there, closed at shutdown before the drain, and the handlers of the
+/// connections a group's acceptor on another loop hands to this one.
 final class GroupMember {
   private var listeners: [(serve: Int, listener: TCPListener)] = []
+  private var handlers: [Int: GroupHandler] = [:]
   private(set) var isStopping = false
   /// Set when the shutdown begins here (see `waitForShutdown()`); let go
   /// of at the end, on this thread (it holds the loop).
@@ -305,11 +307,29 @@ final class GroupMember {
 
   func add(_ listener: TCPListener, serve: Int) { listeners.append((serve, listener)) }
 
+  /// This loop's handler for the connections one `serve` call's acceptor
+  /// hands over.
+  func setHandler(_ handler: GroupHandler, serve: Int) { handlers[serve] = handler }
+
+  /// A connection handed over by an acceptor: served here, unless the
+  /// shutdown has begun (its tasks are draining or being cancelled) or
+  /// its `serve` call was undone; then it is closed unserved.
+  func receive(_ parcel: HandedConnection, serve: Int, on loop: EventLoop) {
+    let fd = parcel.take()
+    guard fd >= 0 else { return }
+    guard !isStopping, let handler = handlers[serve] else {
+      _ = Glibc.close(fd)
+      return
+    }
+    handler.serve(TCPConnection(fd: fd, loop: loop), on: loop)
+  }
+
   /// Closes the listeners of one `serve` call (its set-up failed on
-  /// another loop).
+  /// another loop) and forgets its handler.
   func closeListeners(serve: Int) {
     for entry in listeners where entry.serve == serve { entry.listener.close() }
     listeners.removeAll { $0.serve == serve }
+    handlers[serve] = nil
   }
 
   /// Closes them all (the acceptors end, and no new connection comes)
@@ -324,6 +344,7 @@ final class GroupMember {
   /// The loop's last moment: nothing of the loop may outlive it here.
   func end() {
     beginShutdown()
+    handlers.removeAll()
     stopping = nil
   }
 }

@@ -316,6 +316,18 @@ public final class TCPConnection {
     _ = cloop_close_fd(loop.cLoop, fd)
   }
 
+  /// Gives up the socket without closing it, for a connection just
+  /// accepted that another loop is to serve (a group's acceptor): it has no
+  /// operation in flight and nothing buffered. The connection reads as
+  /// closed after.
+  func releaseDescriptor() -> Int32 {
+    loop.checkThread("TCPConnection.releaseDescriptor()")
+    precondition(!isReading && !isWriting && readBuffer.count == 0, "a connection in use cannot move")
+    let fd = self.fd
+    self.fd = -1
+    return fd
+  }
+
   /// `true` once ``close()`` was called.
   public var isClosed: Bool {
     loop.checkThread("TCPConnection.isClosed")

@@ -27,4 +27,10 @@ int cfdpeer_pipe(int fds[2]);
 /* close(2): the library's own close, after the watcher's. */
 int cfdpeer_close(int fd);
 
+/* Not the peer's, but C the tests need beside it (heap.c): the bytes the
+   C heap has handed out and not had back, over every arena (mallinfo2's
+   uordblks; Swift's objects are there too), and malloc_trim(0). */
+size_t cfdpeer_heap_in_use(void);
+void cfdpeer_heap_trim(void);
+
 #endif
