@@ -44,6 +44,9 @@ public final class EventLoop {
   let threadSafeQueue: ThreadSafeQueue
   /// Swift jobs, callSoon closures and yields, in asyncio's order.
   let readyQueue: ReadyQueue
+  /// The I/O buffers of the loop's connections and sockets (see
+  /// ``bufferPoolLimit``).
+  let bufferPool = BufferPool()
   // `@exclusivity(unchecked)`, here and on the hot state of CallbackBox,
   // ReadyQueue, LoopWait, Future, SpawnedNode and TimeoutScope: that state is
   // touched on the loop's thread only, and no access to it spans a call out
@@ -222,6 +225,36 @@ public final class EventLoop {
     }
     let rc = cloop_loop_free(cLoop)
     ensure(rc == 0, "cloop_loop_free: \(TinyAsyncError(code: rc))")
+    bufferPool.close()
+  }
+
+  /// The most bytes of free I/O buffers the loop keeps for reuse, 4 MiB
+  /// unless set (per loop; a group's loops each have their own).
+  ///
+  /// A connection's read-ahead buffer (16 KiB, growing to 256 KiB for a
+  /// connection that streams) and its send buffer (taken only when a write
+  /// must wait) come from the loop's pool and go back to it when the
+  /// connection goes, so a server that churns connections reuses a few
+  /// buffers instead of fragmenting the heap. What the pool keeps beyond
+  /// this limit is returned to the system at once, so memory follows the
+  /// live connections: raise the limit for a server whose connections come
+  /// and go in large bursts (fewer `mmap` calls), lower it to 0 to keep
+  /// nothing. Setting it lower returns the excess at once.
+  ///
+  /// ```swift
+  /// let loop = try EventLoop()
+  /// loop.bufferPoolLimit = 16 << 20  // keep up to 16 MiB of buffers
+  /// ```
+  public var bufferPoolLimit: Int {
+    get {
+      checkThread("EventLoop.bufferPoolLimit")
+      return bufferPool.limit
+    }
+    set {
+      checkThread("EventLoop.bufferPoolLimit")
+      ensure(newValue >= 0, "EventLoop.bufferPoolLimit must be 0 or more, not \(newValue)")
+      bufferPool.limit = newValue
+    }
   }
 
   // MARK: Running

@@ -2,28 +2,40 @@ internal import Glibc
 
 /// A connection's read-ahead bytes: `start ..< end` arrived and were not
 /// handed out yet; `end ..< capacity` (the tail) is where the next recv
-/// writes. Heap memory the connection owns, so a recv in flight (io_uring
-/// writes from the kernel while the task is parked) never points into a
-/// Swift array that could move. `~Copyable`: it is that memory's one owner
-/// and frees it when it goes (with its connection).
+/// writes. Memory from the loop's ``BufferPool``, so a recv in flight
+/// (io_uring writes from the kernel while the task is parked) never points
+/// into a Swift array that could move, and a closed connection's buffer
+/// serves the next one. `~Copyable`: it is that memory's one owner and
+/// gives it back when it goes (with its connection).
+///
+/// The room a recv gets adapts, as NIO's and libuv's read allocators do:
+/// 16 KiB at first, doubled each time a recv fills all the room it had, up
+/// to what the read asked for (at most 256 KiB). A connection of small
+/// messages costs 16 KiB; a streaming one reaches full-size reads after
+/// five recvs.
 ///
 /// Its contents move or grow only while no recv is in flight (a
 /// connection reads from one task at a time).
 struct ReadBuffer: ~Copyable {
+  private let pool: BufferPool
   private var base: UnsafeMutableRawPointer?
   private var capacity = 0
   private var start = 0
   private var end = 0
+  /// The most room ``reserveTail(_:)`` makes for the next recv; doubles
+  /// when a recv fills the whole tail.
+  private var roomLimit = BufferPool.smallest
 
   /// What a first read allocates: enough for a typical message, small
-  /// enough that 10,000 idle connections cost little (untouched pages of
-  /// a larger request are not resident anyway).
-  static let initialCapacity = 16 * 1024
+  /// enough that 10,000 idle connections cost little.
+  static let initialCapacity = BufferPool.smallest
 
-  init() {}
+  init(pool: BufferPool) {
+    self.pool = pool
+  }
 
   deinit {
-    free(base)
+    if let base { pool.give(base, capacity: capacity) }
   }
 
   /// The bytes buffered and not handed out yet.
@@ -37,15 +49,18 @@ struct ReadBuffer: ~Copyable {
 
   /// Counts `n` bytes that a recv wrote into the tail.
   mutating func received(_ n: Int) {
+    // A full tail: more was waiting, so the next recv may take more.
+    if n == capacity - end && roomLimit < BufferPool.largest { roomLimit <<= 1 }
     end += n
   }
 
-  /// Makes room for a recv of at least `wanted` bytes after the buffered
-  /// ones: moves them to the front, or grows the buffer to just what is
-  /// needed (at least the initial capacity; callers cap `wanted`).
+  /// Makes room for a recv of up to `wanted` bytes after the buffered
+  /// ones, as much as the adaptive limit allows (at least 1 byte): moves
+  /// them to the front, or moves them to a larger buffer from the pool.
+  /// Callers cap `wanted`.
   mutating func reserveTail(_ wanted: Int) {
     if count == 0 { start = 0; end = 0 }
-    let want = Swift.max(wanted, 1)
+    let want = Swift.max(Swift.min(wanted, roomLimit), 1)
     if capacity - end >= want { return }
     if start > 0 {
       if count > 0 { memmove(base!, base! + start, count) }
@@ -53,9 +68,11 @@ struct ReadBuffer: ~Copyable {
       start = 0
       if capacity - end >= want { return }
     }
-    let newCapacity = Swift.max(Self.initialCapacity, end + want)
-    let grown = realloc(base, newCapacity)
-    ensure(grown != nil, "out of memory growing a read buffer to \(newCapacity) bytes")
+    let (grown, newCapacity) = pool.take(atLeast: end + want)
+    if let base {
+      if end > 0 { memcpy(grown, base, end) }
+      pool.give(base, capacity: capacity)
+    }
     base = grown
     capacity = newCapacity
   }

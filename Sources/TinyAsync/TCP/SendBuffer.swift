@@ -1,31 +1,32 @@
 internal import Glibc
 
 /// What a send in flight sends from: a copy of (a chunk of) the caller's
-/// bytes in heap memory the connection owns, so nothing points into a
-/// Swift value while the task is parked (io_uring reads it from the kernel
+/// bytes in memory the connection owns, so nothing points into a Swift
+/// value while the task is parked (io_uring reads it from the kernel
 /// meanwhile). Costs one memcpy per write that does not go out at once.
-/// `~Copyable`: it is that memory's one owner and frees it when it goes
-/// (with its connection).
+/// Memory from the loop's ``BufferPool``, taken only when a write must
+/// wait. `~Copyable`: it is that memory's one owner and gives it back when
+/// it goes (with its connection).
 struct SendBuffer: ~Copyable {
+  private let pool: BufferPool
   private var base: UnsafeMutableRawPointer?
   private var capacity = 0
 
-  init() {}
-
-  deinit {
-    free(base)
+  init(pool: BufferPool) {
+    self.pool = pool
   }
 
-  /// Room for `count` bytes, at least 4 KiB: the buffer, grown if it was
-  /// smaller (its old contents are dropped). Only while no send is in
+  deinit {
+    if let base { pool.give(base, capacity: capacity) }
+  }
+
+  /// Room for `count` bytes: the buffer, exchanged for a larger one if it
+  /// was smaller (its old contents are dropped). Only while no send is in
   /// flight from it.
   mutating func reserve(_ count: Int) -> UnsafeMutableRawPointer {
     if capacity < count {
-      let newCapacity = Swift.max(count, 4096)
-      free(base)
-      base = malloc(newCapacity)
-      ensure(base != nil, "out of memory for a \(newCapacity)-byte send buffer")
-      capacity = newCapacity
+      if let base { pool.give(base, capacity: capacity) }
+      (base, capacity) = pool.take(atLeast: count)
     }
     return base!
   }

@@ -45,8 +45,8 @@ public final class TCPConnection {
   private let sendRecord = Pinned(cloop_op())
   var recvOp: UnsafeMutablePointer<cloop_op> { recvRecord.pointer }
   var sendOp: UnsafeMutablePointer<cloop_op> { sendRecord.pointer }
-  var readBuffer = ReadBuffer()
-  private var sendBuffer = SendBuffer()
+  var readBuffer: ReadBuffer
+  private var sendBuffer: SendBuffer
   var isReading = false
   var isWriting = false
 
@@ -57,6 +57,8 @@ public final class TCPConnection {
   init(fd: Int32, loop: EventLoop) {
     self.fd = fd
     self.loop = loop
+    readBuffer = ReadBuffer(pool: loop.bufferPool)
+    sendBuffer = SendBuffer(pool: loop.bufferPool)
   }
 
   deinit {

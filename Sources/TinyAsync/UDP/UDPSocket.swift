@@ -42,7 +42,7 @@ public final class UDPSocket {
   /// the kernel writes here while a receive waits).
   private(set) var receiveBuffer: UnsafeMutableRawPointer
   private var receiveCapacity: Int
-  private var sendStorage = SendBuffer()
+  private var sendStorage: SendBuffer
   /// The send buffer's memory, as the last ``beginSend(_:to:_:)`` left it.
   private(set) var sendBuffer: UnsafeMutableRawPointer?
   /// A datagram whose receive was interrupted after it had arrived.
@@ -84,6 +84,7 @@ public final class UDPSocket {
     }
     if fd < 0 { throw TinyAsyncError(code: fd, context: "bind UDP to \(address)") }
     self.loop = loop
+    sendStorage = SendBuffer(pool: loop.bufferPool)
     self.fd = fd
     receiveCapacity = 2048
     receiveBuffer = malloc(receiveCapacity)!
