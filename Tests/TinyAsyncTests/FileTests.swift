@@ -198,10 +198,11 @@ struct FileTests {
   }
 
   /// The loop is never blocked: a 2 ms timer keeps ticking while a cold
-  /// 64 MiB file is read -- through the pool on epoll. (How late the ticks
-  /// are is not asserted: that is a timing, and other builds share the
-  /// machine; a read on the loop's thread would leave a tick or two in
-  /// all.)
+  /// 64 MiB file is read -- through the pool on epoll. Its median lateness
+  /// stays within a few ms: 20 ms is the bound, since other builds share
+  /// this 2-core machine (4 and 9 ms were seen in a loaded CI run, where a
+  /// 3 ms bound failed); a read on the loop's thread would leave a tick or
+  /// two in all, each late by the whole read.
   @Test(arguments: backends)
   func timersKeepFiringWhileALargeFileIsRead(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend)
@@ -232,6 +233,7 @@ struct FileTests {
     }
     let sorted = lates.sorted()
     print("read 64 MiB in \(took); \(sorted.count) ticks, median late \(sorted[sorted.count / 2]), worst \(sorted.last!)")
+    #expect(sorted[sorted.count / 2] < .milliseconds(20))
     // It kept ticking: a tick per 40 ms at least. (Not per 10: in a debug
     // ASan build readAll's final 64 MiB copy into the array, on the loop's
     // thread, takes a few hundred ms by itself; a read that blocked the
