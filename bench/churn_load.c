@@ -6,8 +6,10 @@
  *   churn-load --port P --pid SERVER_PID --impl NAME [--seconds S]
  *              [--parallel N] [--size B]
  *
- * Prints two RESULT lines (WORKLOADS.md): connections per second counted,
- * and the server's peak RSS (VmHWM from /proc/PID/status) in MiB. A
+ * Prints three RESULT lines (WORKLOADS.md): connections per second
+ * counted, the server's peak RSS (VmHWM from /proc/PID/status) in MiB, and
+ * that peak less its RSS before the load (MiB-over-idle: what the load
+ * cost, without the runtime's resident libraries). A
  * mismatch, a refused or reset connection is a failed run: exit 1. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -92,15 +94,17 @@ static int step(conn *c) {
   }
 }
 
-static double peak_rss_mib(int pid) {
+/* A figure of /proc/PID/status in MiB: "VmHWM:" (the peak RSS) or
+   "VmRSS:" (the RSS now). */
+static double status_mib(int pid, const char *field) {
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/%d/status", pid);
   FILE *f = fopen(path, "r");
   double kib = 0;
   if (f) {
     while (fgets(line, sizeof line, f))
-      if (strncmp(line, "VmHWM:", 6) == 0)
-        kib = atof(line + 6);
+      if (strncmp(line, field, strlen(field)) == 0)
+        kib = atof(line + strlen(field));
     fclose(f);
   }
   return kib / 1024;
@@ -125,6 +129,9 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < size; i++)
     msg[i] = (unsigned char)(i * 7 + 3);
+  /* The server's RSS before any load: what its runtime costs (the Swift
+     runtime's libraries are resident before the first connection). */
+  double idle_mib = pid ? status_mib(pid, "VmRSS:") : 0;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   conn *conns = calloc((size_t)parallel, sizeof *conns);
   for (int i = 0; i < parallel; i++)
@@ -148,8 +155,13 @@ int main(int argc, char **argv) {
   }
   printf("RESULT workload=churn impl=%s n=%d value=%.2f unit=conn/s\n", impl,
          parallel, counted / seconds);
-  if (pid)
+  if (pid) {
+    double peak = status_mib(pid, "VmHWM:");
     printf("RESULT workload=churn impl=%s n=%d value=%.2f unit=MiB\n", impl,
-           parallel, peak_rss_mib(pid));
+           parallel, peak);
+    /* What the load added: the peak over the idle RSS. */
+    printf("RESULT workload=churn impl=%s n=%d value=%.2f unit=MiB-over-idle\n",
+           impl, parallel, peak - idle_mib);
+  }
   return 0;
 }
