@@ -53,10 +53,10 @@ for backend in epoll uring; do
   [ "$rc" = 0 ] || exit "$rc"
   timeout 60 "$bin/tinyasync-fd-watcher" --backend "$backend"  # under a second
   for mode in async fiber; do
-    timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --backend "$backend"
+    timeout 300 python3 examples/echo-swift/test_echo.py "$bin/tinyasync-echo" --mode "$mode" --backend "$backend" --loops 1
     timeout 60 python3 examples/c/test_udp_echo.py "$bin/tinyasync-udp-echo" --mode "$mode" --backend "$backend"
   done
-  timeout 300 python3 examples/http-hello/test_http.py "$bin/tinyasync-http-hello" --backend "$backend"
+  timeout 300 python3 examples/http-hello/test_http.py "$bin/tinyasync-http-hello" --backend "$backend" --loops 1
 done
 # Once more on a group of two loops (EventLoopGroup), the default backend.
 for mode in async fiber; do

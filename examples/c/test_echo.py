@@ -10,6 +10,7 @@ equal with --acceptor, which hands them out round-robin).
 Exits 0 on success, 1 on failure, 77 (CTest's skip) when the backend asked
 for is not available here.
 """
+import os
 import re
 import signal
 import socket
@@ -31,7 +32,10 @@ def free_port():
 def main():
     server, args = sys.argv[1], sys.argv[2:]
     backend = args[args.index("--backend") + 1] if "--backend" in args else "auto"
-    loops = int(args[args.index("--loops") + 1]) if "--loops" in args else 1
+    # The server's default: a loop per CPU of the affinity mask (inherited).
+    loops = int(args[args.index("--loops") + 1]) if "--loops" in args else 0
+    if loops == 0:
+        loops = len(os.sched_getaffinity(0))
     if backend == "uring" and subprocess.call([server, "--probe-uring"]) != 0:
         print("SKIP: backend uring: no io_uring loop here")
         sys.exit(77)

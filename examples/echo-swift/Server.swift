@@ -9,9 +9,10 @@ struct EchoOptions {
   var lines = false
   var maxLine = 8192
   var drain: Duration = .seconds(5)
-  /// Loops, each on a thread of its own (Group.swift); 1: one loop on the
+  /// Loops, each on a thread of its own (Group.swift); nil: one per CPU
+  /// of the affinity mask (`EventLoopGroup`'s default); 1: one loop on the
   /// main thread, as the benchmarks run it.
-  var loops = 1
+  var loops: Int? = nil
   /// With loops > 1: one acceptor handing connections out, not SO_REUSEPORT.
   var acceptor = false
 }
@@ -38,7 +39,7 @@ final class Connections {
 }
 
 func serve(_ options: EchoOptions) throws {
-  if options.loops > 1 { return try serveGroup(options) }
+  if options.loops != 1 { return try serveGroup(options) }
   let loop = try EventLoop(backend: options.backend)
   let listener = try TCPListener(host: options.host, port: options.port, backlog: 4096, on: loop)
   // SIGTERM and SIGINT arrive as events of the loop from here on.

@@ -11,7 +11,7 @@
 // with an error before closing that connection. A peer that resets or
 // vanishes ends its own connection only. On SIGTERM or SIGINT it stops
 // accepting, gives the connections in flight --drain-seconds (default 5)
-// to finish, closes the rest and exits 0. --loops N (default 1) serves on
+// to finish, closes the rest and exits 0. --loops N (default: one per CPU) serves on
 // N loops, one per thread, each listening on the port (SO_REUSEPORT), or
 // with --acceptor one listener on loop 0 handing connections round-robin.
 import Glibc

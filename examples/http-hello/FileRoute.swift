@@ -21,10 +21,10 @@ func serveFile(_ path: String?, _ request: RequestHead, on connection: TCPConnec
   switch await openSized(path) {
   case .success(let opened): (file, size) = opened
   case .failure(let error) where error.errno == ENOENT || error.errno == EISDIR:
-    try await connection.write(response("404 Not Found", body: "\(error.message)\n", keepAlive: keepAlive))
+    try await connection.write(response("404 Not Found", body: "\(error)\n", keepAlive: keepAlive))
     return keepAlive
   case .failure(let error) where error.errno == EACCES:
-    try await connection.write(response("403 Forbidden", body: "\(error.message)\n", keepAlive: keepAlive))
+    try await connection.write(response("403 Forbidden", body: "\(error)\n", keepAlive: keepAlive))
     return keepAlive
   case .failure(let error): throw error
   }

@@ -20,7 +20,7 @@
 // On SIGTERM or SIGINT it stops gracefully: it stops accepting, closes the
 // idle keep-alive connections, lets the requests in flight get their whole
 // answer (with "Connection: close"), and exits 0 -- within --drain-seconds
-// (default 5), after which what is left is closed. --loops N (default 1)
+// (default 5), after which what is left is closed. --loops N (default: one per CPU)
 // serves on N loops, one per thread, each listening on the port
 // (SO_REUSEPORT; Group.swift).
 import Glibc
@@ -38,7 +38,9 @@ struct Options {
   var backend = EventLoop.Backend.automatic
   var drain: Duration = .seconds(5)
   var file: String?
-  var loops = 1
+  /// nil: one loop per CPU of the affinity mask; 1: one loop on the main
+  /// thread.
+  var loops: Int? = nil
 }
 
 /// The connections being served, for the graceful stop (loop thread only):
@@ -129,7 +131,7 @@ func serve(_ connection: TCPConnection, _ connections: Connections, file: String
 }
 
 func run(_ options: Options) throws {
-  if options.loops > 1 { return try runGroup(options) }
+  if options.loops != 1 { return try runGroup(options) }
   let loop = try EventLoop(backend: options.backend)
   let listener = try TCPListener(host: options.host, port: options.port, backlog: 4096, on: loop)
   printError("tinyasync-http-hello: on \(loop.backend), http://\(options.host):\(listener.port)/")
