@@ -1,15 +1,19 @@
 /* file_bench.c -- the file workloads of issue 17 (bench/WORKLOADS.md):
  *
  *   file-seq   a 256 MiB file in the page cache read front to back in
- *              64 KiB chunks: MB/s for cloop-uring (io_uring's READ) and
- *              cloop-pool (the work pool, an epoll loop) one read at a
- *              time, as the floor, floor-pread (a plain synchronous pread
- *              loop), does; then cloop-uring-D and cloop-pool-D with
+ *              64 KiB chunks: MB/s for cloop-uring (io_uring's READ),
+ *              cloop-epoll (an epoll loop's file path: a page-cache hit
+ *              read on the loop's thread with RWF_NOWAIT, a miss on the
+ *              work pool) and cloop-pool (an epoll loop with
+ *              CLOOP_FILE_NOWAIT=0: every read on the work pool) one read
+ *              at a time, as the floor, floor-pread (a plain synchronous
+ *              pread loop), does; then cloop-uring-D and cloop-pool-D with
  *              --depth D reads in flight (default 16), as a reader with
  *              read-ahead would.
  *   file-rand  100,000 reads of 4 KiB at random 4 KiB-aligned offsets of
  *              the same file, --depth in flight (default 64): ops/s for
- *              cloop-uring, cloop-pool, and floor-pread (one at a time).
+ *              cloop-uring, cloop-epoll, cloop-pool, and floor-pread (one
+ *              at a time).
  *   offload    N zero-work jobs through the work pool and back: ns a job,
  *              cloop-pool one at a time from a task (cloop_to_thread: a
  *              round trip), cloop-pool-64 with 64 in flight (callback
@@ -147,9 +151,15 @@ static void on_read(cloop_file_op *op) {
   issue(op->data);
 }
 
-/* Runs the reads on a new loop of backend; returns the seconds taken. */
+/* Runs the reads on a new loop of backend; returns the seconds taken.
+   POOL_ONLY: an epoll loop with every read on the work pool. */
+#define POOL_ONLY ((cloop_backend)-1)
 static double run_loop(cloop_backend backend, int seq, size_t chunk, long total,
                        int depth) {
+  /* Read by the loop at its first file operation. */
+  setenv("CLOOP_FILE_NOWAIT", backend == POOL_ONLY ? "0" : "1", 1);
+  if (backend == POOL_ONLY)
+    backend = CLOOP_BACKEND_EPOLL;
   cloop_options o;
   cloop_options_init(&o);
   o.backend = backend;
@@ -267,18 +277,20 @@ int main(int argc, char **argv) {
     /* One read at a time, as the floor; then depth in flight. */
     double uring = run_loop(CLOOP_BACKEND_URING, 1, SEQ_CHUNK, 0, 1);
     printf("RESULT workload=file-seq impl=cloop-uring n=%llu value=%.0f unit=MB/s\n", reads, mb / uring);
-    double pool = run_loop(CLOOP_BACKEND_EPOLL, 1, SEQ_CHUNK, 0, 1);
+    double epoll = run_loop(CLOOP_BACKEND_EPOLL, 1, SEQ_CHUNK, 0, 1);
+    printf("RESULT workload=file-seq impl=cloop-epoll n=%llu value=%.0f unit=MB/s\n", reads, mb / epoll);
+    double pool = run_loop(POOL_ONLY, 1, SEQ_CHUNK, 0, 1);
     printf("RESULT workload=file-seq impl=cloop-pool n=%llu value=%.0f unit=MB/s\n", reads, mb / pool);
     double uring_d = run_loop(CLOOP_BACKEND_URING, 1, SEQ_CHUNK, 0, depth);
     printf("RESULT workload=file-seq impl=cloop-uring-%d n=%llu value=%.0f unit=MB/s\n", depth, reads,
            mb / uring_d);
-    double pool_d = run_loop(CLOOP_BACKEND_EPOLL, 1, SEQ_CHUNK, 0, depth);
+    double pool_d = run_loop(POOL_ONLY, 1, SEQ_CHUNK, 0, depth);
     printf("RESULT workload=file-seq impl=cloop-pool-%d n=%llu value=%.0f unit=MB/s\n", depth, reads,
            mb / pool_d);
     fprintf(stderr,
-            "file-seq: against the floor, one read at a time: io_uring %.2f x, the pool %.2f x; "
-            "%d in flight: io_uring %.2f x, the pool %.2f x\n",
-            floor / uring, floor / pool, depth, floor / uring_d, floor / pool_d);
+            "file-seq: against the floor, one read at a time: io_uring %.2f x, epoll %.2f x, "
+            "the pool %.2f x; %d in flight: io_uring %.2f x, the pool %.2f x\n",
+            floor / uring, floor / epoll, floor / pool, depth, floor / uring_d, floor / pool_d);
     drop_file();
   } else if (!strcmp(workload, "file-rand")) {
     if (!depth)
@@ -290,9 +302,13 @@ int main(int argc, char **argv) {
     printf("RESULT workload=file-rand impl=floor-pread n=%ld value=%.0f unit=ops/s\n", n, n / floor);
     double uring = run_loop(CLOOP_BACKEND_URING, 0, RAND_CHUNK, n, depth);
     printf("RESULT workload=file-rand impl=cloop-uring n=%ld value=%.0f unit=ops/s\n", n, n / uring);
-    double pool = run_loop(CLOOP_BACKEND_EPOLL, 0, RAND_CHUNK, n, depth);
+    double epoll = run_loop(CLOOP_BACKEND_EPOLL, 0, RAND_CHUNK, n, depth);
+    printf("RESULT workload=file-rand impl=cloop-epoll n=%ld value=%.0f unit=ops/s\n", n, n / epoll);
+    double pool = run_loop(POOL_ONLY, 0, RAND_CHUNK, n, depth);
     printf("RESULT workload=file-rand impl=cloop-pool n=%ld value=%.0f unit=ops/s\n", n, n / pool);
-    fprintf(stderr, "file-rand: depth %d; io_uring %.2f x the pool's ops/s\n", depth, pool / uring);
+    fprintf(stderr, "file-rand: depth %d; io_uring %.2f x the pool's ops/s, epoll %.2f x; "
+            "against the floor: io_uring %.2f x, epoll %.2f x, the pool %.2f x\n", depth,
+            pool / uring, pool / epoll, floor / uring, floor / epoll, floor / pool);
     drop_file();
   } else if (!strcmp(workload, "offload")) {
     if (!n)

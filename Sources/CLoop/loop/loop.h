@@ -183,6 +183,7 @@ struct cloop_loop {
 
   cloop__slab_pool interests;   /* io.c's (cloop__interest_size) */
   struct cloop_pool *pool;      /* its own work pool, or NULL: the default */
+  int file_nowait;              /* file.c's: 0 not yet read, 1 on, 2 off */
   struct cloop__signals *signals; /* signal.c's, while signals are watched */
   cloop_link processes;         /* process.c's: children not yet reaped */
   struct cloop__coro *coro;     /* the coroutine level's state, see below */
