@@ -569,7 +569,12 @@ int cloop_work_abandon(cloop_work *w, cloop_work_fn drop);
    a read goes into the request's own buffer and is copied into buf on the
    loop's thread, and a write is copied out of buf when it starts: the
    pool path costs a copy, and buf is never touched once the operation has
-   ended or been cancelled. Any number may be in flight on one fd. */
+   ended or been cancelled. There a read of at most 1 MiB is first tried
+   on the loop's thread with preadv2(RWF_NOWAIT), which never waits for
+   the disk: what the page cache holds is read into buf at once (fn still
+   comes from the ready ring), the rest goes to the pool
+   ($CLOOP_FILE_NOWAIT=0: all of it). Any number may be in flight on one
+   fd. */
 typedef struct cloop_file_op cloop_file_op;
 typedef void (*cloop_file_fn)(cloop_file_op *op);
 
