@@ -218,6 +218,7 @@ TEST_POLL(io_resolve)
 TEST_POLL(io_connector_and_acceptor)
 TEST_POLL(io_acceptor_emfile_pauses)
 TEST_POLL(io_restart_on_the_same_port_at_once)
+TEST_POLL(io_restart_after_sigkill)
 
 /* test_file.c */
 TEST_POLL(file_sizes)

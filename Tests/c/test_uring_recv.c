@@ -297,10 +297,13 @@ TEST_IMPL(uring_backend_info_names_the_tier) {
   return 0;
 }
 
-/* A listener's multishot accept: connections taken as they come are
-   queued for the accepts, each with its peer's address; a cancelled accept
-   loses no connection; closing the listener closes the ones nobody took.
-   On the lower tier the same through single-shot accepts. */
+/* A listener served by the stream path: connections taken as they come
+   are queued for the accepts, each with its peer's address; a cancelled
+   accept loses no connection; closing the listener closes the ones nobody
+   took. Both ways the stream path takes them (accept4 when the listener's
+   epoll set is ready, the default; the kernel's multishot accept with
+   CLOOP_URING_ACCEPT=multishot), and on the lower tier the same through
+   single-shot accepts. */
 static int accept_round(void) {
   cloop_loop *loop;
   LOOP_NEW(loop, backend);
@@ -372,8 +375,11 @@ static int accept_round(void) {
 
 TEST_IMPL(uring_accept_multishot_queues_and_delivers) {
   URING_OR_SKIP();
-  ASSERT(accept_round());
-  ASSERT_EQ(setenv("CLOOP_URING_MULTISHOT", "0", 1), 0); /* this child only */
+  ASSERT(accept_round()); /* accept4 when the listener's epoll set is ready */
+  ASSERT_EQ(setenv("CLOOP_URING_ACCEPT", "multishot", 1), 0); /* this child only */
+  ASSERT(accept_round()); /* the kernel's multishot accept */
+  ASSERT_EQ(unsetenv("CLOOP_URING_ACCEPT"), 0);
+  ASSERT_EQ(setenv("CLOOP_URING_MULTISHOT", "0", 1), 0);
   ASSERT(!accept_round());
   return 0;
 }

@@ -84,6 +84,7 @@ typedef struct ur_stream {
   cloop_op *waiter;  /* the recv operation waiting for bytes, or NULL */
   ur_chunk *q;       /* the queue, a ring of qcap (a power of two) */
   int *accepted;     /* a listener's: connections not yet taken, same ring */
+  int lep;           /* a listener's epoll fd + 1 (0: none; uring_recv.c) */
   uint32_t qhead, qtail, qcap;
 } ur_stream;
 
@@ -116,6 +117,7 @@ struct cloop__uring {
   int accept_broken;   /* ... or a multishot accept */
   int accept_worked;   /* a multishot accept has given a connection */
   int accept_env_read; /* CLOOP_URING_MULTISHOT looked at for accepts */
+  int accept_direct;   /* CLOOP_URING_ACCEPT=multishot: the kernel accepts */
   struct io_uring_buf_ring *br;
   char *bufs;          /* the ring's buffers, one block */
   uint32_t bufs_out;   /* buffers taken by the kernel, not yet given back */

@@ -18,9 +18,20 @@
  *   queue is empty and the multishot ended when an operation waits).
  * - Cancelling a waiting recv only detaches it: the kernel never writes
  *   into the operation's buffer, so no synchronous cancel is needed.
- * - An accept operation on a listener is served the same way from a
- *   multishot accept: connections queue (up to HIGH_ACCEPTS) with their
- *   peers' addresses read by getpeername when an accept takes them.
+ * - An accept operation on a listener is served the same way: connections
+ *   queue (up to HIGH_ACCEPTS) with their peers' addresses read by
+ *   getpeername when an accept takes them. They come from accept4 calls
+ *   when a multishot poll reports the listener readable -- a poll of an
+ *   epoll set holding the listener, not of the listener itself: every
+ *   request in the ring holds its file, and a killed process's ring is
+ *   torn down by a kernel worker a jiffy or two later (5-16 ms measured
+ *   here), so a multishot accept, or a poll of the listener, kept its port
+ *   in LISTEN after a SIGKILL and a supervisor's restart failed with
+ *   EADDRINUSE (issue 19). Epoll holds no reference: the port is free as
+ *   the process ends. Cost: an accept4 per connection (and one EAGAIN per
+ *   batch) where the kernel's multishot accept needed none, about 1 % of
+ *   the churn workload's CPU; CLOOP_URING_ACCEPT=multishot gives the
+ *   kernel's accept back.
  * - cloop_close_fd (and an fd number handed out again) forgets the stream:
  *   its multishot is cancelled, its buffers given back, and completions of
  *   the old generation return their buffers and are dropped.
@@ -35,6 +46,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -244,7 +257,10 @@ static int arm(cloop_loop *loop, int fd, ur_stream *st) {
   uint64_t taken = cloop__uring_sq_taken(u);
   st->arm_pos = taken + (uint32_t)(u->ring.sq.sqe_tail - (uint32_t)taken);
   struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-  if (st->kind == KIND_LISTENER) {
+  if (st->kind == KIND_LISTENER && st->lep) {
+    /* A multishot poll of the listener's epoll set (see the top). */
+    io_uring_prep_poll_multishot(sqe, st->lep - 1, POLLIN);
+  } else if (st->kind == KIND_LISTENER) {
     /* No address: one buffer for every connection would be overwritten
        before its completion is read; delivery asks getpeername. */
     io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -343,6 +359,8 @@ int cloop__uring_stream_accept(cloop_loop *loop, cloop_op *op) {
     const char *env = getenv("CLOOP_URING_MULTISHOT");
     if (env && strcmp(env, "0") == 0)
       u->accept_broken = 1; /* forced off: the tests' lower tier */
+    env = getenv("CLOOP_URING_ACCEPT");
+    u->accept_direct = env && strcmp(env, "multishot") == 0;
   }
   if (u->accept_broken)
     return cloop__uring_op_start_single(loop, op);
@@ -354,6 +372,17 @@ int cloop__uring_stream_accept(cloop_loop *loop, cloop_op *op) {
     socklen_t len = sizeof on;
     int r = getsockopt(op->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len);
     st->kind = r == 0 && on ? KIND_LISTENER : KIND_OTHER;
+    if (st->kind == KIND_LISTENER && !u->accept_direct) {
+      /* The listener's own epoll set, which the ring polls (see the top).
+         Without one (no descriptor left: EMFILE), the kernel's multishot
+         accept serves this listener instead. */
+      int ep = epoll_create1(EPOLL_CLOEXEC);
+      struct epoll_event ev = {.events = EPOLLIN, .data.fd = op->fd};
+      if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, op->fd, &ev) == 0)
+        st->lep = ep + 1;
+      else if (ep >= 0)
+        close(ep);
+    }
   }
   if (st->kind != KIND_LISTENER)
     return cloop__uring_op_start_single(loop, op);
@@ -366,13 +395,10 @@ int cloop__uring_stream_accept(cloop_loop *loop, cloop_op *op) {
   return 0;
 }
 
-/* A listener's multishot accept posted (st is fd's, of this generation). */
-static int accepted(cloop_loop *loop, int fd, ur_stream *st, int res, unsigned flags) {
+/* One accept's result for listener fd (st is its, of this generation): a
+   connection, or an error. Returns 1 if an accept operation got it. */
+static int accepted_one(cloop_loop *loop, int fd, ur_stream *st, int res) {
   struct cloop__uring *u = U;
-  if (!(flags & IORING_CQE_F_MORE)) {
-    st->armed = 0;
-    st->paused = 0;
-  }
   int reported = 0;
   if (res >= 0) {
     cloop__uring_stream_forget(loop, res); /* a number seen again */
@@ -403,6 +429,47 @@ static int accepted(cloop_loop *loop, int fd, ur_stream *st, int res, unsigned f
     st->ended = 1; /* for the next accept, once */
     st->end = res;
   }
+  return reported;
+}
+
+/* The listener's epoll set reported it readable: accept4 until it has no
+   more (EAGAIN), the queue is full, or an error comes (reported as a
+   multishot accept's would be). The poll posts again only when another
+   connection comes, so stopping with connections left in the backlog (a
+   full queue, EMFILE) cancels it: the next accept arms a fresh poll,
+   which posts at once if the listener is still readable. */
+static int accept_ready(cloop_loop *loop, int fd, ur_stream *st) {
+  int reported = 0, drained = 0;
+  while (!st->ended && (st->waiter || queued(st) < HIGH_ACCEPTS)) {
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      drained = 1;
+      break;
+    }
+    if (c < 0 && (errno == EINTR || errno == ECONNABORTED))
+      continue; /* that one left before it was taken: the next */
+    reported |= accepted_one(loop, fd, st, c < 0 ? -errno : c);
+    if (c < 0)
+      break;
+  }
+  if (!drained && st->armed && !st->paused) {
+    queue_cancel(loop, fd, st);
+    st->paused = 1;
+  }
+  return reported;
+}
+
+/* A listener's multishot (accept, or poll of its epoll set) posted. */
+static int accepted(cloop_loop *loop, int fd, ur_stream *st, int res, unsigned flags) {
+  if (!(flags & IORING_CQE_F_MORE)) {
+    st->armed = 0;
+    st->paused = 0;
+  }
+  /* A direct accept's connection or error; a poll's error (-ECANCELED: our
+     pause took; -EINVAL: no multishot poll here, the lower tier); or a
+     poll's readiness. */
+  int reported = !st->lep || res < 0 ? accepted_one(loop, fd, st, res)
+                                     : accept_ready(loop, fd, st);
   if (st->waiter && !st->armed)
     serve_waiter(loop, fd, st);
   return reported;
@@ -524,6 +591,8 @@ void cloop__uring_stream_forget(cloop_loop *loop, int fd) {
   if (st->kind == KIND_LISTENER) {
     drop_accepted(st);
     free(st->accepted);
+    if (st->lep)
+      close(st->lep - 1);
     cap = 0;
   } else {
     drop_queue(u, st);
@@ -549,6 +618,8 @@ void cloop__uring_streams_close(cloop_loop *loop) {
     if (st->kind == KIND_LISTENER) {
       drop_accepted(st);
       free(st->accepted);
+      if (st->lep)
+        close(st->lep - 1);
     }
     free(st->q);
   }
