@@ -58,6 +58,19 @@ static struct io_uring ring;
 static struct io_uring_buf_ring *br;
 static char *bufs;
 static conn *starved; /* connections waiting for a buffer */
+/* FLOOR_URING_FIXED=1: each connection's fd is also registered in the
+   ring's file table (slot = the fd number) and its receives and sends name
+   it by IOSQE_FIXED_FILE: the kernel skips the fd-table lookup and its
+   reference count per request. Only to measure whether that pays (see
+   "Fixed files" in docs/io_uring.md); off by default. */
+static int fixed;
+#define FIXED_SLOTS 65536
+
+/* The fd the SQE names: the registered slot, or the fd itself. */
+static void use_fd(struct io_uring_sqe *sqe) {
+  if (fixed)
+    sqe->flags |= IOSQE_FIXED_FILE; /* sqe->fd is the slot, equal to the fd */
+}
 
 static struct io_uring_sqe *sqe_get(void) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -79,6 +92,7 @@ static void arm_recv(conn *c) {
   io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = BGID;
+  use_fd(sqe);
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | RECV);
   c->recv_armed = 1;
 }
@@ -97,6 +111,7 @@ static void send_next(conn *c) {
   struct io_uring_sqe *sqe = sqe_get();
   io_uring_prep_send(sqe, c->fd, bufs + (size_t)c->q[i].bid * BUFSZ + c->q[i].off,
                      c->q[i].len - c->q[i].off, MSG_NOSIGNAL);
+  use_fd(sqe);
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | SEND);
   c->sending = 1;
 }
@@ -122,6 +137,10 @@ static void drop(conn *c) {
         *p = c->next_starved;
         break;
       }
+  }
+  if (fixed) {
+    int none = -1;
+    io_uring_register_files_update(&ring, (unsigned)c->fd, &none, 1);
   }
   close(c->fd);
   free(c);
@@ -198,6 +217,9 @@ int main(int argc, char **argv) {
     return 77;
   }
   io_uring_register_ring_fd(&ring); /* a failure only costs an fd lookup */
+  const char *fx = getenv("FLOOR_URING_FIXED");
+  fixed = fx && fx[0] == '1' &&
+          io_uring_register_files_sparse(&ring, FIXED_SLOTS) == 0;
 
   /* The provided-buffer ring, set up by hand (liburing 2.3 has no
      io_uring_setup_buf_ring): page-aligned entries, then registered. */
@@ -256,6 +278,11 @@ int main(int argc, char **argv) {
           setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           conn *nc = calloc(1, sizeof *nc);
           nc->fd = res;
+          if (fixed && (res >= FIXED_SLOTS ||
+                        io_uring_register_files_update(&ring, (unsigned)res, &res, 1) != 1)) {
+            fprintf(stderr, "floor-uring: cannot register fd %d\n", res);
+            return 1;
+          }
           arm_recv(nc);
         }
         if (!(flags & IORING_CQE_F_MORE))

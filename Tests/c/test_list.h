@@ -289,6 +289,11 @@ TEST(udp_broadcast_option)
 TEST(udp_multicast_join_leave)
 TEST(udp_address_parsing)
 
+/* test_uring_zc.c */
+TEST_POLL(uring_zc_sizes_in_order)
+TEST(uring_zc_cancel_keeps_buffer_until_notification)
+TEST(uring_zc_close_while_held)
+
 /* test_uring_recv.c */
 TEST(uring_recv_ring_runs_dry_nothing_lost)
 TEST(uring_recv_lower_tier_without_multishot)

@@ -496,7 +496,11 @@ int cloop_op_connect(cloop_loop *loop, cloop_op *op, int fd,
                      cloop_op_fn fn, void *data);
 
 /* Ends an operation in flight early: it completes with -ECANCELED (its
-   callback still runs, once). Returns 1 if it was in flight, else 0. */
+   callback still runs, once), or with its result if it had finished
+   first. A zero-copy send on io_uring ($CLOOP_URING_SEND_ZC) that has sent
+   keeps its buffer until the kernel lets go of it: its callback, with the
+   bytes sent, comes then (cloop_close_fd likewise). Returns 1 if it was
+   in flight, else 0. */
 int cloop_op_cancel(cloop_loop *loop, cloop_op *op);
 
 /* Completes the fd's operations in flight with -EBADF, stops its watchers,

@@ -380,7 +380,16 @@ static int finish_early(cloop_loop *loop, cloop_op *op, int result) {
   if (op->state != OP_IN_FLIGHT)
     return 0;
   if (loop->io) {
-    loop->io->cancel(loop, op); /* the backend forgets the submission */
+    if (loop->io->cancel(loop, op)) {
+      /* Kept: it has finished but the kernel still reads its buffer (a
+         zero-copy send); its callback comes when the kernel lets go, with
+         its result. The fd's side is free meanwhile. */
+      cloop_op **slot = side_slot(loop, op);
+      if (*slot == op)
+        *slot = NULL;
+      return 1;
+    }
+    /* The backend forgot the submission. */
     if (op->state != OP_IN_FLIGHT)
       return 0; /* the kernel had finished it: its result stands */
   } else {

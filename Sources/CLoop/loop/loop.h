@@ -71,7 +71,10 @@ typedef struct cloop__poller_ops {
                      it be. */
 typedef struct cloop__io_ops {
   int (*start)(cloop_loop *loop, cloop_op *op);
-  void (*cancel)(cloop_loop *loop, cloop_op *op);
+  /* Returns 0, or 1 if the backend keeps op, which then completes by
+     itself later with its result (a zero-copy send whose bytes are sent
+     but whose buffer the kernel still holds). */
+  int (*cancel)(cloop_loop *loop, cloop_op *op);
   /* fd is being closed, or its number was handed out again: drop what the
      backend keeps for it between operations (after its ops have ended). */
   void (*forget_fd)(cloop_loop *loop, int fd);

@@ -134,6 +134,7 @@ static int ur_init(cloop_loop *loop) {
   /* Without a synchronous cancel the operations cannot keep their promise
      (uring_ops.c): io.c then runs them on the readiness path. */
   loop->io = cloop__uring_has_sync_cancel(&u->ring) ? &cloop__uring_io_ops : NULL;
+  cloop__uring_send_zc_init(u);
   U = u;
   return 0;
 }
@@ -305,7 +306,7 @@ static int complete(cloop_loop *loop, uint64_t data, int res, unsigned flags) {
                ? cloop__uring_stream_completed(loop, data, res, flags)
            : (uint32_t)data & FILE_BIT
                ? cloop__uring_file_completed(loop, data, res)
-               : cloop__uring_op_completed(loop, data, res);
+               : cloop__uring_op_completed(loop, data, res, flags);
   uint32_t fd = (uint32_t)data, gen = (uint32_t)(data >> 32);
   if (fd == TAG_FD) {
     if (data == WAKE_TAG) {
@@ -477,13 +478,17 @@ static void ur_wake(cloop_loop *loop) {
 /* "io_uring (TIER; registered ring fd; operations; stream receives)". */
 static const char *ur_info(cloop_loop *loop) {
   struct cloop__uring *u = U;
-  snprintf(u->info, sizeof u->info, "io_uring (%s%s%s%s)", tiers[u->tier].name,
+  char zc[48] = "";
+  if (loop->io && u->zc_min)
+    snprintf(zc, sizeof zc, "; SEND_ZC from %zu bytes", u->zc_min);
+  snprintf(u->info, sizeof u->info, "io_uring (%s%s%s%s%s)", tiers[u->tier].name,
            u->ring_fd_registered ? "; registered ring fd" : "",
            loop->io ? "; io_uring operations" : "; operations on readiness",
            !loop->io ? ""
            : u->br_state < 0 || u->multishot_broken ? "; no stream receives"
            : u->br_state > 0 ? "; stream receives (512 x 16 KiB buffers)"
-                             : "; stream receives (buffers at the first receive)");
+                             : "; stream receives (buffers at the first receive)",
+           zc);
   return u->info;
 }
 

@@ -61,6 +61,13 @@ typedef struct opslot {
   uint32_t gen;        /* the submission's generation, bumped on release */
   uint32_t next;       /* free: the next free slot, or NO_SLOT */
   uint8_t cancelling;  /* op_cancel is collecting its completion */
+  uint8_t zc;          /* the request is an IORING_OP_SEND_ZC */
+  uint8_t zc_wait;     /* ... whose first CQE came: zc_res is its result,
+                          and the kernel holds the buffer until the
+                          notification CQE (IORING_CQE_F_NOTIF) */
+  uint8_t zc_kept;     /* ... cancelled after that: it ends at the
+                          notification all the same, never sent again */
+  int zc_res;
 } opslot;
 
 #define NO_SLOT UINT32_MAX
@@ -107,8 +114,10 @@ struct cloop__uring {
   uint64_t sq_done;    /* SQEs the kernel has taken, counted since set-up;
                           its low 32 bits are the SQ's head when last read */
   int tier;            /* the set-up tier (poll_uring.c): 0 is the best */
+  size_t zc_min;       /* sends of this many bytes or more go as SEND_ZC;
+                          0: never (uring_ops.c, $CLOOP_URING_SEND_ZC) */
   int ring_fd_registered;
-  char info[160];      /* cloop_loop_backend_info's text */
+  char info[208];      /* cloop_loop_backend_info's text */
   /* Stream receives (uring_recv.c). */
   ur_stream *streams;  /* indexed by fd */
   int nstreams;
@@ -138,9 +147,14 @@ int cloop__uring_reap(cloop_loop *loop);
    once per poll (uring_ops.c). */
 uint64_t cloop__uring_sq_taken(struct cloop__uring *u);
 
-/* An operation's completion (user_data has OP_BIT). Returns 1 if it ended
-   a live operation (uring_ops.c). */
-int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res);
+/* An operation's completion (user_data has OP_BIT), with the CQE's flags.
+   Returns 1 if it ended a live operation (uring_ops.c). */
+int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res,
+                              unsigned flags);
+
+/* Probes IORING_OP_SEND_ZC and reads $CLOOP_URING_SEND_ZC into u->zc_min
+   (uring_ops.c). */
+void cloop__uring_send_zc_init(struct cloop__uring *u);
 
 /* Whether this kernel can cancel an operation synchronously
    (IORING_REGISTER_SYNC_CANCEL, Linux 6.0), which the operations need

@@ -16,7 +16,21 @@
  *   with the op and its buffer. An op that had finished keeps its result
  *   (bytes read, a new fd), so nothing is lost to a cancel.
  * - While ops are in flight they keep the loop alive and poll_pending set:
- *   their completions arrive only through a poll. */
+ *   their completions arrive only through a poll.
+ * - Zero-copy sends (IORING_OP_SEND_ZC, Linux 6.0; a send of at least
+ *   u->zc_min bytes, $CLOOP_URING_SEND_ZC): the kernel pins the caller's
+ *   pages instead of copying them, and answers twice, first with the
+ *   result and IORING_CQE_F_MORE, then, once no skb points at the pages
+ *   any more, with the notification (IORING_CQE_F_NOTIF, same user_data).
+ *   The rule: the op completes only at the notification, so the caller's
+ *   buffer is the kernel's until the callback, as for every other op. The
+ *   price is latency: the callback waits for the last skb to be freed (on
+ *   a NIC, its transmission; on loopback, the copy into the receiver). A
+ *   cancel (or cloop_close_fd) after the first CQE cannot take the buffer
+ *   back: the op is kept and completes with its result at the
+ *   notification (cancel returns 1; io.c frees the fd's side meanwhile).
+ *   A socket that cannot do zero-copy (AF_UNIX: -EOPNOTSUPP) gets the
+ *   send again as a plain one, a round trip lost per such send. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -78,12 +92,41 @@ static int grow_ops(struct cloop__uring *u) {
   return 0;
 }
 
-int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res) {
+static int start_request(cloop_loop *loop, cloop_op *op, int plain);
+
+int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res,
+                              unsigned flags) {
   struct cloop__uring *u = U;
   uint32_t i = (uint32_t)data, gen = (uint32_t)(data >> 32) & GEN_MASK;
   if (i >= u->nops || !u->ops[i].op || u->ops[i].gen != gen)
     return 0; /* stale: cancelled, or its fd closed (and maybe reused) */
-  if (u->ops[i].cancelling && (res == -ECANCELED || res == -EINTR)) {
+  opslot *s = &u->ops[i];
+  if (s->zc) {
+    if (!(flags & IORING_CQE_F_NOTIF) && (flags & IORING_CQE_F_MORE)) {
+      /* The send's result; the kernel holds the buffer until the
+         notification, and the op stays in flight until then. A cancel
+         that met it is over: the result (-ECANCELED too) stands. */
+      s->zc_wait = 1;
+      s->zc_res = res;
+      s->cancelling = 0;
+      return 0;
+    }
+    if (flags & IORING_CQE_F_NOTIF)
+      res = s->zc_res; /* the buffer is free: now the op ends */
+    /* else no F_MORE: no notification follows, the op ends now */
+    if (res == -EOPNOTSUPP && s->zc_kept)
+      res = -ECANCELED; /* cancelled meanwhile: not sent again */
+    if (res == -EOPNOTSUPP) {
+      /* Not a socket that does zero-copy: send it again, plainly. */
+      cloop_op *op = op_release(loop, i);
+      int r = start_request(loop, op, 1);
+      if (r == 0)
+        return 0;
+      cloop__op_complete(op, r);
+      return 1;
+    }
+  }
+  if (s->cancelling && (res == -ECANCELED || res == -EINTR)) {
     op_release(loop, i); /* the cancel took: io.c completes it */
     return 0;
   }
@@ -97,7 +140,8 @@ int cloop__uring_op_completed(cloop_loop *loop, uint64_t data, int res) {
 
 /* ---- I/O operations: start and cancel ---------------------------------- */
 
-int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
+/* Starts op as one request; plain: never as a SEND_ZC. */
+static int start_request(cloop_loop *loop, cloop_op *op, int plain) {
   struct cloop__uring *u = U;
   int r;
   if (u->op_free == NO_SLOT && (r = grow_ops(u)) < 0)
@@ -109,6 +153,7 @@ int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
   u->op_free = s->next;
   s->op = op;
   s->cancelling = 0;
+  s->zc = s->zc_wait = s->zc_kept = 0;
   uint64_t taken = cloop__uring_sq_taken(u);
   uint32_t tail = u->ring.sq.sqe_tail; /* the SQE io_uring_get_sqe gives */
   s->sq_pos = taken + (uint32_t)(tail - (uint32_t)taken);
@@ -120,7 +165,12 @@ int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
     io_uring_prep_recv(sqe, op->fd, op->buf, len, flags);
     break;
   case CLOOP_OP_SEND:
-    io_uring_prep_send(sqe, op->fd, op->buf, len, flags | MSG_NOSIGNAL);
+    if (u->zc_min && len >= u->zc_min && !plain) {
+      io_uring_prep_send_zc(sqe, op->fd, op->buf, len, flags | MSG_NOSIGNAL, 0);
+      s->zc = 1;
+    } else {
+      io_uring_prep_send(sqe, op->fd, op->buf, len, flags | MSG_NOSIGNAL);
+    }
     break;
   case CLOOP_OP_RECVMSG: /* the msghdr is the op's: it outlives the SQE */
     io_uring_prep_recvmsg(sqe, op->fd, &op->msg, (unsigned)flags);
@@ -144,6 +194,34 @@ int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
   loop->alive++; /* in flight, like the readiness path's watcher */
   loop->poll_pending = 1;
   return 0;
+}
+
+int cloop__uring_op_start_single(cloop_loop *loop, cloop_op *op) {
+  return start_request(loop, op, 0);
+}
+
+/* SEND_ZC's default threshold: 0, off. Measured (bench/zc_bench.c, see
+   docs/io_uring.md "Zero-copy sends"): on loopback the kernel copies a
+   zero-copy skb into the receiver anyway, so the pinning and the second
+   completion are pure cost at every size tried. */
+#define SEND_ZC_DEFAULT 0
+
+void cloop__uring_send_zc_init(struct cloop__uring *u) {
+  u->zc_min = SEND_ZC_DEFAULT;
+  const char *env = getenv("CLOOP_URING_SEND_ZC"); /* bytes; 0: off */
+  if (env && *env) {
+    char *end;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (*end == 0)
+      u->zc_min = v > INT32_MAX ? INT32_MAX : (size_t)v;
+  }
+  if (!u->zc_min)
+    return;
+  struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+  if (!probe || !io_uring_opcode_supported(probe, IORING_OP_SEND_ZC))
+    u->zc_min = 0; /* before 6.0: plain sends */
+  if (probe)
+    io_uring_free_probe(probe);
 }
 
 /* A receive on a socket is a stream receive (uring_recv.c), peeks too; the
@@ -176,24 +254,27 @@ void cloop__uring_sync_cancel(struct cloop__uring *u, uint64_t key) {
     io_uring_get_events(&u->ring);
 }
 
-/* The result of the completion with user_data key, if it is in the CQ. */
-static int find_cqe(struct cloop__uring *u, uint64_t key, int *res) {
+/* The result (and flags) of the first completion with user_data key, if it
+   is in the CQ. */
+static int find_cqe(struct cloop__uring *u, uint64_t key, int *res,
+                    unsigned *flags) {
   unsigned head;
   struct io_uring_cqe *cqe;
   io_uring_for_each_cqe(&u->ring, head, cqe) {
     if (cqe->user_data == key) {
       *res = cqe->res;
+      *flags = cqe->flags;
       return 1;
     }
   }
   return 0;
 }
 
-static void ur_op_cancel(cloop_loop *loop, cloop_op *op) {
+static int ur_op_cancel(cloop_loop *loop, cloop_op *op) {
   struct cloop__uring *u = U;
   if (cloop__uring_stream_is_waiter(op)) {
     cloop__uring_stream_cancel(loop, op); /* nothing of it is in the kernel */
-    return;
+    return 0;
   }
   uint32_t i = (uint32_t)op->tag;
   if (i >= u->nops || u->ops[i].op != op ||
@@ -210,17 +291,29 @@ static void ur_op_cancel(cloop_loop *loop, cloop_op *op) {
     io_uring_sqe_set_data64(sqe, IGNORE_TAG);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     op_release(loop, i);
-    return;
+    return 0;
+  }
+  if (s->zc_wait) {
+    s->zc_kept = 1;
+    return 1; /* sent; the kernel holds the buffer until its notification */
   }
   s->cancelling = 1;
   cloop__uring_sync_cancel(u, op->tag);
   int res;
-  if (find_cqe(u, op->tag, &res)) {
+  unsigned flags;
+  if (find_cqe(u, op->tag, &res, &flags)) {
+    if (s->zc && (flags & IORING_CQE_F_MORE)) {
+      /* A notification follows: the reap takes both CQEs, and the op
+         ends at the second with this result. */
+      s->cancelling = 0;
+      s->zc_kept = 1;
+      return 1;
+    }
     /* Left in the CQ, and dropped there as stale once released. */
     op_release(loop, i);
     if (res != -ECANCELED && res != -EINTR)
       cloop__op_complete(op, res); /* it finished first: keep its result */
-    return;
+    return 0;
   }
   /* Not in the CQ: it overflowed. Make room, bring the overflow in and
      take it through the usual path, which honours `cancelling`. */
@@ -228,8 +321,13 @@ static void ur_op_cancel(cloop_loop *loop, cloop_op *op) {
   io_uring_get_events(&u->ring);
   cloop__uring_reap(loop);
   s = &u->ops[i];
+  if (s->op == op && s->zc_wait) {
+    s->zc_kept = 1;
+    return 1; /* its first CQE came: the notification ends it */
+  }
   if (s->op == op)
     op_release(loop, i); /* nothing came: whatever comes is dropped */
+  return 0;
 }
 
 
@@ -248,8 +346,11 @@ void cloop__uring_ops_close(cloop_loop *loop) {
   struct cloop__uring *u = U;
   /* Operations still in flight (the loop was discarded): the kernel lets
      go of their buffers before the ring goes, as cancel ensures. */
+  /* A zero-copy send waiting for its notification has nothing to cancel:
+     the kernel keeps its pages pinned (a reference of its own) until the
+     skbs go, ring or no ring. */
   for (uint32_t i = 0; u->nlive && i < u->nops; i++)
-    if (u->ops[i].op && !sqe_unsent(u, &u->ops[i]))
+    if (u->ops[i].op && !u->ops[i].zc_wait && !sqe_unsent(u, &u->ops[i]))
       cloop__uring_sync_cancel(u, OP_KEY(i, u->ops[i].gen));
 }
 
