@@ -162,6 +162,8 @@ static void on_held(cloop_op *op) {
 
 static unsigned char *start_held(cloop_loop *loop, held *h, int s, int r,
                                  size_t len) {
+  int sndbuf = 64 << 10; /* small: the send stays in the kernel's hands */
+  ASSERT_EQ(setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
   unsigned char *buf = malloc(len);
   for (size_t i = 0; i < len; i++)
     buf[i] = pat(i);
@@ -194,8 +196,6 @@ TEST_IMPL(uring_zc_cancel_keeps_buffer_until_notification) {
   ZC_LOOP(loop, backend);
   int s, r;
   tcp_pair(&s, &r, 4096);
-  int sndbuf = 64 << 10;
-  ASSERT_EQ(setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
   size_t len = 1 << 20;
   held h = {0};
   unsigned char *buf = start_held(loop, &h, s, r, len);
@@ -242,8 +242,6 @@ TEST_IMPL(uring_zc_close_while_held) {
   ZC_LOOP(loop, backend);
   int s, r;
   tcp_pair(&s, &r, 4096);
-  int sndbuf = 64 << 10;
-  ASSERT_EQ(setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
   held h = {0};
   unsigned char *buf = start_held(loop, &h, s, r, 1 << 20);
   ASSERT_EQ(cloop_close_fd(loop, s), 0);
