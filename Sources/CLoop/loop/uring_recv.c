@@ -372,6 +372,14 @@ int cloop__uring_stream_accept(cloop_loop *loop, cloop_op *op) {
     socklen_t len = sizeof on;
     int r = getsockopt(op->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len);
     st->kind = r == 0 && on ? KIND_LISTENER : KIND_OTHER;
+    if (st->kind == KIND_LISTENER && st->q) {
+      /* The fd number's last socket was a stream whose grown queue was
+         kept (forget): a listener's queue is `accepted`, on the same
+         indexes, so that capacity must not carry over to it. */
+      free(st->q);
+      st->q = NULL;
+      st->qcap = 0;
+    }
     if (st->kind == KIND_LISTENER && !u->accept_direct) {
       /* The listener's own epoll set, which the ring polls (see the top).
          Without one (no descriptor left: EMFILE), the kernel's multishot
