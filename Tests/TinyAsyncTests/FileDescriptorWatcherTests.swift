@@ -291,10 +291,15 @@ struct FileDescriptorWatcherTests {
     let loop = try makeLoop(backend)
     try loop.runUntilComplete { () async throws in
       #expect(throws: TinyAsyncError.closed) { try FileDescriptorWatcher(fd: -1) }
-      let (r, w) = makePipe()
-      close(r)
-      close(w)
-      #expect(throws: TinyAsyncError.closed) { try FileDescriptorWatcher(fd: r) }
+      // A number no descriptor can have: the hard open-file limit (other
+      // tests raise the soft one). A pipe closed here would do only until
+      // a test running beside this one opens a descriptor and the kernel
+      // hands it that number.
+      var limit = rlimit()
+      #expect(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0)
+      let neverOpen = Int32(clamping: limit.rlim_max)
+      #expect(fcntl(neverOpen, F_GETFD) == -1 && errno == EBADF)
+      #expect(throws: TinyAsyncError.closed) { try FileDescriptorWatcher(fd: neverOpen) }
       let file = tmpfile()!
       defer { fclose(file) }
       do {
