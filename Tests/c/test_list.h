@@ -66,6 +66,7 @@ TEST_SWITCH(future_await_misuse_aborts)
 /* test_task.c */
 TEST_SWITCH(task_spawn_runs_next_iteration)
 TEST_SWITCH(task_join_results)
+TEST_SWITCH(task_user_word)
 TEST_SWITCH(task_cancel_before_first_run)
 TEST_SWITCH(task_sleep_deadline_order)
 TEST_SWITCH(task_sleep_zero_yields)

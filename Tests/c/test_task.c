@@ -46,6 +46,47 @@ TEST_IMPL_SWITCH(task_spawn_runs_next_iteration) {
   return 0;
 }
 
+/* ---- the user word ------------------------------------------------------ */
+
+/* Each task sees its own word after every switch, on the task's own stack
+   or the shared one; a new task's is NULL, and outside tasks there is none. */
+static int uw_rounds_done;
+
+static intptr_t uw_body(void *arg) {
+  cloop_task *self = cloop_current_task();
+  ASSERT(cloop_current_task_user() == NULL); /* not set yet */
+  cloop_task_set_user(self, arg);
+  for (int i = 0; i < 3; i++) {
+    ASSERT(cloop_current_task_user() == arg);
+    ASSERT_EQ(cloop_sleep(0), 0); /* the other task runs meanwhile */
+  }
+  ASSERT(cloop_current_task_user() == arg);
+  uw_rounds_done++;
+  return 0;
+}
+
+static int uw_run(cloop_loop *loop, cloop_stack_mode stack) {
+  static int words[2];
+  cloop_spawn_options o = {NULL, stack};
+  ASSERT_EQ(cloop_spawn_ex(loop, NULL, uw_body, &words[0], &o), 0);
+  ASSERT_EQ(cloop_spawn_ex(loop, NULL, uw_body, &words[1], &o), 0);
+  ASSERT_EQ(cloop_run(loop), 0);
+  ASSERT(cloop_current_task_user() == NULL);
+  return 0;
+}
+
+TEST_IMPL_SWITCH(task_user_word) {
+  cloop_loop *loop;
+  LOOP_NEW_OPTS(loop, opts);
+  uw_rounds_done = 0;
+  ASSERT(cloop_current_task_user() == NULL);
+  ASSERT_EQ(uw_run(loop, CLOOP_STACK_DEFAULT_MODE), 0);
+  ASSERT_EQ(uw_run(loop, CLOOP_STACK_SHARED), 0);
+  ASSERT_EQ(uw_rounds_done, 4);
+  ASSERT_EQ(cloop_loop_free(loop), 0);
+  return 0;
+}
+
 /* ---- join and how a task's future ends --------------------------------- */
 
 static intptr_t returns_arg(void *arg) {

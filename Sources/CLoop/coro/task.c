@@ -217,6 +217,13 @@ cloop_task *cloop_current_task(void) { return cloop__running_task(); }
 
 cloop_loop *cloop_task_loop(const cloop_task *t) { return t->loop; }
 
+void cloop_task_set_user(cloop_task *t, void *user) { t->user = user; }
+
+void *cloop_current_task_user(void) {
+  cloop_task *t = cloop__running_task();
+  return t ? t->user : NULL;
+}
+
 const char *cloop_task_name(const cloop_task *ct) {
   cloop_task *t = (cloop_task *)ct; /* the name is made once, on demand */
   if (!t->name[0])

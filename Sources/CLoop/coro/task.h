@@ -76,6 +76,7 @@ struct cloop_task {
   struct cloop__task_waiter waiter; /* sync.c */
   uint64_t id;             /* spawn order, for the default name */
   char name[32];           /* "" until cloop_task_name makes "task-<id>" */
+  void *user;              /* cloop_task_set_user's word, NULL until set */
   char save_inline[];      /* CLOOP__SAVE_INLINE bytes, in the same slab slot */
 };
 

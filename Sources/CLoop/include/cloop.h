@@ -1019,6 +1019,13 @@ cloop_task *cloop_current_task(void);
 cloop_loop *cloop_task_loop(const cloop_task *t);
 const char *cloop_task_name(const cloop_task *t);
 
+/* One word the code that spawned a task keeps with it (TinyAsync keeps its
+   fiber's bookkeeping here), NULL until set. cloop_current_task_user() is
+   the running task's word, NULL outside tasks: one call where a lookup
+   through cloop_current_task() and a thread-specific key cost three. */
+void cloop_task_set_user(cloop_task *t, void *user);
+void *cloop_current_task_user(void);
+
 /* In a task: parks until f is complete. Returns 0 with *value (may be
    NULL) set, or f's error, or -ECANCELED / -ETIMEDOUT for this task.
    Cancelling a parked task stops its wait but leaves f alone (asyncio

@@ -1,5 +1,4 @@
 internal import CLoop
-internal import Glibc
 
 // Fibers: synchronous Swift code on the C coroutine level (a C task per
 // fiber, on its own guarded stack or the shared one). This file is the
@@ -23,28 +22,15 @@ private func swiftEnterThreadLocalContext(_ state: UnsafeMutableRawPointer)
 @_silgen_name("swift_task_exitThreadLocalContext")
 private func swiftExitThreadLocalContext(_ state: UnsafeMutableRawPointer)
 
-/// The frame of the fiber that last gained the thread (see `FiberFrame`),
-/// or nil on threads where none has run or after the last one ended. A
-/// fiber sets it whenever it gains the thread -- at its start and after
-/// each switch back -- so while a fiber runs it is that fiber's. Between
-/// fibers it is left stale rather than cleared (a `pthread_setspecific`
-/// costs more than the rest of the bookkeeping): the check that a fiber
-/// runs is `cloop_current_task()`, and the frame names its task.
-/// (Swift has no thread-local variables; this is a pthread key.)
-private let fiberKey: pthread_key_t = {
-  var key = pthread_key_t()
-  let rc = pthread_key_create(&key, nil)
-  ensure(rc == 0, "pthread_key_create: \(rc)")
-  return key
-}()
-
 /// What a fiber keeps at the bottom of its stack for its whole life: the
-/// runtime's two words of exclusivity state, and its C task (to tell it
-/// from a C task that is no fiber). A shared stack is back at the same
-/// addresses whenever its fiber runs, so this works there too.
+/// runtime's two words of exclusivity state. Its C task's user word points
+/// here (`cloop_task_set_user`), which is also how a fiber is told from a
+/// C task that is none: one C call finds it, where a pthread key cost a
+/// `pthread_getspecific` per lookup and a `pthread_setspecific` per switch.
+/// A shared stack is back at the same addresses whenever its fiber runs,
+/// so this works there too.
 struct FiberFrame {
   var exclusivity: (UInt, UInt) = (0, 0)
-  let task: OpaquePointer
 
   /// The address of `frame.exclusivity` (a constant offset).
   @inline(__always)
@@ -56,9 +42,8 @@ struct FiberFrame {
 /// The running fiber's frame, or nil outside fibers.
 @inline(__always)
 private func currentFiberFrame() -> UnsafeMutablePointer<FiberFrame>? {
-  guard let task = cloop_current_task(), let raw = pthread_getspecific(fiberKey) else { return nil }
-  let frame = raw.assumingMemoryBound(to: FiberFrame.self)  // set from a FiberFrame pointer
-  return frame.pointee.task == task ? frame : nil
+  // Set from a FiberFrame pointer by `fiberEntry`, for the fiber's life.
+  cloop_current_task_user()?.assumingMemoryBound(to: FiberFrame.self)
 }
 
 /// `true` while a fiber runs on this thread.
@@ -89,7 +74,6 @@ func fiberSuspend<R>(_ operation: StaticString, _ body: () -> R) -> R {
   let state = FiberFrame.exclusivityState(frame)
   swiftExitThreadLocalContext(state)
   let result = body()
-  pthread_setspecific(fiberKey, frame)
   swiftEnterThreadLocalContext(state)
   return result
 }
@@ -115,14 +99,15 @@ func fiberCall<R: FixedWidthInteger & SignedInteger>(
 /// future, and a failed C task would be reported again by the C core.
 let fiberEntry: cloop_task_fn = { arg in
   let node = Unmanaged<FiberNode>.fromOpaque(arg!).takeRetainedValue()
-  var frame = FiberFrame(task: cloop_current_task()!)
+  let task = cloop_current_task()!
+  var frame = FiberFrame()
   withUnsafeMutablePointer(to: &frame) { frame in
     let state = FiberFrame.exclusivityState(frame)
     swiftEnterThreadLocalContext(state)
-    pthread_setspecific(fiberKey, frame)
+    cloop_task_set_user(task, frame)
     node.run()
     // Not left pointing into a stack that goes back to the pool.
-    pthread_setspecific(fiberKey, nil)
+    cloop_task_set_user(task, nil)
     swiftExitThreadLocalContext(state)
   }
   return 0
