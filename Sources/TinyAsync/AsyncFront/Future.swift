@@ -1,4 +1,5 @@
 internal import CLoop
+internal import Glibc
 import Logging
 
 /// A value that arrives later, completed once from the loop's thread with a
@@ -60,10 +61,10 @@ public final class Future<Value> {
   private enum State: UInt8 { case pending, succeeded, failed }
 
   deinit {
-    if let cFuture { cFuture.deallocate() }
+    if let cFuture { free(cFuture) }
     if let valueSlot {
       valueSlot.deinitialize(count: 1)
-      valueSlot.deallocate()
+      free(valueSlot)
     }
     reportUnretrieved(owner: "Future<\(Value.self)>")
   }
@@ -90,7 +91,7 @@ public final class Future<Value> {
   public func succeed(_ value: Value) -> Bool {
     loop.checkThread("Future.succeed(_:)")
     guard state == .pending else { return false }
-    let slot = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+    let slot = mallocPointer(to: Value.self)
     slot.initialize(to: value)
     valueSlot = slot
     state = .succeeded
@@ -191,8 +192,8 @@ public final class Future<Value> {
   /// The C future a fiber parks on; completed together with this one.
   func cFutureForFiber() -> UnsafeMutablePointer<cloop_future> {
     if let cFuture { return cFuture }
-    let f = UnsafeMutablePointer<cloop_future>.allocate(capacity: 1)
-    f.initialize(to: cloop_future())
+    let f = mallocPointer(to: cloop_future.self)
+    // cloop_future_init sets every field.
     cloop_future_init(f, loop.cLoop)
     if state != .pending { _ = cloop_future_set_result(f, 0) }
     cFuture = f
