@@ -217,6 +217,81 @@ struct AsyncOperationTests {
     }
   }
 
+  /// Cancellation reaches the task it was meant for and no other: a task
+  /// group's child cancelled while its parent also waits leaves the parent's
+  /// wait alone (and the parent's own cancellation still reaches it); a plain
+  /// task started inside a spawned one is cancelled alone, also once the
+  /// spawned task that started it is done.
+  @Test(arguments: backends)
+  func aChildTasksCancellationStaysWithTheChild(_ backend: EventLoop.Backend) throws {
+    let loop = try makeLoop(backend)
+    try loop.runUntilComplete {
+      let parent = loop.spawn { () async throws -> [String] in
+        var seen: [String] = []
+        try await withThrowingTaskGroup(of: String.self) { group in
+          group.addTask {
+            do {
+              try await sleep(for: .seconds(10))
+              return "child slept"
+            } catch TinyAsyncError.cancelled {
+              return "child cancelled"
+            }
+          }
+          try await sleep(for: .milliseconds(5))  // the parent waits beside it
+          group.cancelAll()
+          seen.append(try await group.next()!)
+          try await sleep(for: .milliseconds(1))  // the parent is not cancelled
+          seen.append("parent slept")
+        }
+        // The parent's own cancellation still reaches its parked wait.
+        withUnsafeCurrentTask { $0?.cancel() }
+        do { try await sleep(for: .seconds(10)) } catch TinyAsyncError.cancelled { seen.append("parent cancelled") }
+        return seen
+      }
+      #expect(try await parent.value == ["child cancelled", "parent slept", "parent cancelled"])
+
+      // A plain task started inside a spawned one, cancelled while both wait.
+      let outer = loop.spawn { () async throws -> (String, String) in
+        let inner = Task(executorPreference: loop) { () async -> String in
+          do {
+            try await sleep(for: .seconds(10))
+            return "inner slept"
+          } catch {
+            return Task.isCancelled ? "inner cancelled" : "inner failed"
+          }
+        }
+        async let outerWait: Void = sleep(for: .milliseconds(20))
+        try await sleep(for: .milliseconds(5))
+        inner.cancel()
+        let innerSaw = await inner.value
+        try await outerWait
+        return (innerSaw, "outer slept")
+      }
+      let (innerSaw, outerSaw) = try await outer.value
+      #expect(innerSaw == "inner cancelled")
+      #expect(outerSaw == "outer slept")
+
+      // A plain task that outlives the spawned task that started it.
+      let started = Future<Task<String, Never>>(on: loop)
+      let starter = loop.spawn { () async throws -> Int in
+        started.succeed(Task(executorPreference: loop) { () async -> String in
+          do {
+            try await sleep(for: .seconds(10))
+            return "slept"
+          } catch {
+            return Task.isCancelled ? "cancelled" : "failed"
+          }
+        })
+        return 1
+      }
+      #expect(try await starter.value == 1)
+      let orphan = try await started.value
+      try await sleep(for: .milliseconds(5))
+      orphan.cancel()
+      #expect(await orphan.value == "cancelled")
+    }
+  }
+
   @Test(arguments: backends)
   func gatherThrowsTheFirstFailureByPositionAfterCancellingTheRest(_ backend: EventLoop.Backend) throws {
     let loop = try makeLoop(backend, clock: .manual)
