@@ -59,6 +59,14 @@ static int count_dir(const char *path) {
 static int count_fds(void) { return count_dir("/proc/self/fd") - 1; }
 static int count_threads(void) { return count_dir("/proc/self/task"); }
 
+/* The thread count once it is down to at most n, or after 2 s. A joined
+   thread can linger in /proc/self/task a moment (seen under qemu-user). */
+static int threads_down_to(int n) {
+  for (int i = 0; i < 200 && count_threads() > n; i++)
+    usleep(10000);
+  return count_threads();
+}
+
 /* Every arena's bytes in use (mallinfo2 sums them all); 0 under the
    sanitizers, whose allocators are their own (LSan checks leaks there). */
 static size_t heap_in_use(void) {
@@ -381,20 +389,15 @@ TEST_IMPL_POLL(group_1000_connections_nothing_left) {
      signal stacks, what is made once per process. */
   thousand_round(backend, 0);
   thousand_round(backend, CLOOP_GROUP_ACCEPTOR);
-  /* A joined thread can linger in /proc/self/task a moment (seen under
-     qemu-user, where the baseline once counted one of the warm-up's):
-     give the warm-up's threads up to 2 s to go before counting. */
-  for (int i = 0; i < 200 && count_threads() > before; i++)
-    usleep(10000);
-  int fds = count_fds(), threads = count_threads();
+  /* The warm-up's joined threads may linger (the baseline once counted
+     one of them under qemu-user): up to 2 s for them to go. */
+  int threads = threads_down_to(before);
+  int fds = count_fds();
   size_t heap = heap_in_use();
   thousand_round(backend, 0);
   thousand_round(backend, CLOOP_GROUP_ACCEPTOR);
   ASSERT_EQ(count_fds(), fds);
-  /* The same lingering: up to 2 s again. */
-  for (int i = 0; i < 200 && count_threads() > threads; i++)
-    usleep(10000);
-  ASSERT_EQ(count_threads(), threads);
+  ASSERT_EQ(threads_down_to(threads), threads);
   if (heap_in_use() > heap + (64 << 10))
     fprintf(stderr, "heap in use: %zu before, %zu after\n", heap, heap_in_use());
   ASSERT_LE(heap_in_use(), heap + (64 << 10));
@@ -564,6 +567,7 @@ TEST_IMPL(group_misuse_names_itself) {
 /* ---- options ------------------------------------------------------------- */
 
 TEST_IMPL(group_default_size_and_pinning) {
+  int before = count_threads(); /* no group thread yet */
   cpu_set_t set;
   CPU_ZERO(&set);
   ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
@@ -591,8 +595,10 @@ TEST_IMPL(group_default_size_and_pinning) {
   ASSERT_EQ(cloop_group_start(&g, &go), -EINVAL);
   go.loops = 2;
   go.loop.stack_size = 100; /* each loop's cloop_loop_new fails: no loop is left */
-  int threads = count_threads();
+  /* The first group's joined threads, and those of the start that fails,
+     may linger a moment (seen under qemu-user): counted once gone. */
+  int threads = threads_down_to(before);
   ASSERT_EQ(cloop_group_start(&g, &go), CLOOP_EBADOPTION);
-  ASSERT_EQ(count_threads(), threads);
+  ASSERT_EQ(threads_down_to(threads), threads);
   return 0;
 }
