@@ -21,6 +21,7 @@
 public final class TaskHandle<Value> {
   let state: SpawnedTask<Value>
 
+  @usableFromInline
   init(state: SpawnedTask<Value>) {
     self.state = state
   }

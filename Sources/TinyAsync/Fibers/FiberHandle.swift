@@ -31,6 +31,7 @@
 public final class FiberHandle<Value> {
   let state: FiberState<Value>
 
+  @usableFromInline
   init(state: FiberState<Value>) {
     self.state = state
   }

@@ -15,6 +15,7 @@ internal import CLoop
 /// per fiber), and the loop's list links it as a ``SpawnedNode``. The
 /// subclass adds what needs the body's `Value`: the body, the ``Future``,
 /// and ``runUntilIdle()``.
+@usableFromInline
 class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
   let loop: EventLoop
   /// Set once, right after the C task is spawned.
@@ -32,6 +33,7 @@ class FiberNode: SpawnedNode, @unchecked Sendable {  // loop thread only
     self.loop = loop
     givenName = name
     self.number = number
+    super.init()
   }
 
   deinit {

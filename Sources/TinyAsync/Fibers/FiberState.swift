@@ -1,14 +1,19 @@
 internal import CLoop
 
+@usableFromInline
 final class FiberState<Value>: FiberNode, @unchecked Sendable {
   let future: Future<Value>
   private var body: (() throws -> Value)?
 
-  @inline(__always)  // into spawnFiber (otherwise a call more per spawn)
-  init(loop: EventLoop, name: String?, number: Int, body: @escaping () throws -> Value) {
-    future = Future(on: loop)
+  /// `future` comes from the caller (`spawnFiber`, inlined into the
+  /// caller's module): made here, in code generic over `Value` that the
+  /// caller reaches unspecialized, `Future<Value>` would be one more
+  /// runtime metadata lookup per spawn.
+  @usableFromInline
+  init(future: Future<Value>, name: String?, number: Int, body: @escaping () throws -> Value) {
+    self.future = future
     self.body = body
-    super.init(loop: loop, name: name, number: number)
+    super.init(loop: future.loop, name: name, number: number)
   }
 
   deinit {

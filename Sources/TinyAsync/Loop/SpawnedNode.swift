@@ -10,9 +10,16 @@
 /// `@unchecked Sendable`: the Swift task's closure captures it; all
 /// of it is touched on the loop's thread, except a Swift task's
 /// `cancel()`, which is thread-safe.
+///
+/// `@usableFromInline`, as its subclasses: the spawn functions are
+/// `@inlinable` so that the caller's module makes their generic objects
+/// (see `EventLoop.spawnFiber`).
+@usableFromInline
 class SpawnedNode: @unchecked Sendable {
   @exclusivity(unchecked) var next: SpawnedNode?
   @exclusivity(unchecked) unowned(unsafe) var prev: SpawnedNode?
+
+  @usableFromInline init() {}
 
   /// Requests cancellation of the work.
   func cancel() {}
