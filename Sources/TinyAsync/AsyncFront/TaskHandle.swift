@@ -6,6 +6,9 @@
 /// nobody reads its error, the error is logged when the handle and the task
 /// are gone (asyncio's "exception was never retrieved").
 ///
+/// A struct, as Swift's `Task` is: copies are handles on the same task
+/// (one allocation less per spawn than a class).
+///
 /// ```swift
 /// try EventLoop.run {
 ///     let loop = EventLoop.current!
@@ -18,7 +21,7 @@
 ///     do { _ = try await slow.value } catch TinyAsyncError.cancelled { print("\(slow.name) cancelled") }
 /// }
 /// ```
-public final class TaskHandle<Value> {
+public struct TaskHandle<Value> {
   let state: SpawnedTask<Value>
 
   @usableFromInline

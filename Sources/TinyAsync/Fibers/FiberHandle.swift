@@ -8,7 +8,8 @@
 ///
 /// The fiber runs whether or not anyone keeps the handle. If it fails and
 /// nobody reads its error, the error is logged when the handle and the
-/// fiber are gone (asyncio's "exception was never retrieved").
+/// fiber are gone (asyncio's "exception was never retrieved"). A struct:
+/// copies are handles on the same fiber (one allocation less per spawn).
 ///
 /// A fiber is not a Swift task: it cannot `await` (Swift async code runs in
 /// tasks, which can wait for a fiber through ``value``), and `@TaskLocal`
@@ -28,7 +29,7 @@
 ///     do { _ = try slow.get() } catch TinyAsyncError.cancelled { print("\(slow.name) cancelled") }
 /// }
 /// ```
-public final class FiberHandle<Value> {
+public struct FiberHandle<Value> {
   let state: FiberState<Value>
 
   @usableFromInline
