@@ -5,6 +5,15 @@ import Testing
 
 @Suite("TinyAsyncError: C codes become named cases")
 struct TinyAsyncErrorTests {
+  /// One pointer (the cases' payloads are boxed): an inline 48-byte error
+  /// in every typed-throws async frame made each spawned task allocate a
+  /// second slab of task memory (see the type's comment).
+  @Test func theErrorIsOnePointer() {
+    #expect(MemoryLayout<TinyAsyncError>.size == MemoryLayout<UnsafeRawPointer>.size)
+    let error = TinyAsyncError.system(errno: EIO, message: "I/O error", context: "read /x")
+    #expect(error.errno == EIO && error.context == "read /x")
+  }
+
   @Test func codesMapToNamedCases() {
     #expect(TinyAsyncError(code: CLOOP_ENOBACKEND) == .backendUnavailable)
     #expect(TinyAsyncError(code: -ENOMEM) == .outOfMemory)
