@@ -119,7 +119,7 @@ protocol Interruptible: AnyObject {
 /// returns normally is not overruled.
 ///
 /// Covered are the waits of this module: ``sleep(for:)-ubcc``, a ``Future``'s
-/// value, ``TaskHandle/value``, ``gather(_:)-4wzkd``, socket operations, the
+/// value, ``TaskHandle/value``, ``gather(_:)-64glp``, socket operations, the
 /// synchronisation primitives — in this task and in its child tasks
 /// (`async let`, task groups). Not covered: waits the loop cannot see, such
 /// as Swift's `Task.sleep` or an `AsyncStream` fed from elsewhere; wrap

@@ -4,7 +4,7 @@ extension EventLoop {
   /// Starts `body` as a fiber on this loop and returns its handle. A fiber
   /// is synchronous Swift code on its own stack (a C task of the loop's
   /// coroutine level): where it waits -- ``sleep(for:)-8kvpr``,
-  /// ``Future/get()-94ox2``, ``FiberHandle/get()-c4ve``, ``gather(_:)-79dc2``,
+  /// ``Future/get()-94ox2``, ``FiberHandle/get()-38xfl``, ``gather(_:)-5dzol``,
   /// inside ``withTimeout(_:_:)`` -- it parks and the loop runs other work,
   /// at the cost of a register switch instead of an async task's
   /// continuation. It first runs in a coming iteration, after what is

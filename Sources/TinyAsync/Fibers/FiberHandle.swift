@@ -1,7 +1,7 @@
 /// A fiber started with ``EventLoop/spawnFiber(name:stack:_:)``: wait for its
 /// result, ``cancel()`` it, read its ``name``.
 ///
-/// In another fiber, ``get()-c4ve`` parks that fiber until this one ends;
+/// In another fiber, ``get()-38xfl`` parks that fiber until this one ends;
 /// in async code, `try await handle.value` (or `get()`, the async overload)
 /// parks the Swift task. Swift picks the synchronous `get()` in a fiber and
 /// the async one in async code.
@@ -101,7 +101,7 @@ public struct FiberHandle<Value> {
   /// The fiber's result, from async code. Throws what the fiber threw, or
   /// ``TinyAsyncError/cancelled`` if the waiting task is cancelled first
   /// (the fiber keeps running; so it does past a `withTimeout` around this:
-  /// ``value(timeout:)`` cancels it). In a fiber, call ``get()-c4ve``.
+  /// ``value(timeout:)`` cancels it). In a fiber, call ``get()-38xfl``.
   public var value: Value {
     get async throws { try await state.future.get("FiberHandle.value") }
   }
