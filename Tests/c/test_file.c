@@ -1,10 +1,12 @@
 /* test_file.c -- files (loop/file.c, uring_file.c, coro/file.c) on both
  * backends (io_uring's requests; the work pool on epoll): 0 B, 1 B and
- * 1 MiB at random offsets and a 256 MiB file with every byte checked; a file with holes; ENOENT, EISDIR, EACCES (skipped
- * as root); a timer that keeps its deadlines while a cold 64 MiB file,
- * and a 256 MiB one in the page cache, are read; a read the page cache holds in part; cancel before a request
- * starts (it never runs) and in the middle of a large read (the buffer is
- * not written after the cancel returns); a file streamed into a socket. */
+ * 1 MiB at random offsets and a 256 MiB file with every byte checked; a
+ * file with holes; ENOENT, EISDIR, EACCES (skipped as root); a timer that
+ * keeps its deadlines while a cold 64 MiB file, and a 256 MiB one in the
+ * page cache, are read; a read the page cache holds in part; cancel before
+ * a request starts (it never runs) and in the middle of a large read (the
+ * buffer is not written after the cancel returns); a file streamed into a
+ * socket. */
 #include "test.h"
 
 #include <fcntl.h>
@@ -162,8 +164,6 @@ static unsigned char *make_sized(const char *path, size_t size, uint64_t seed, i
   ASSERT_EQ(cloop_file_close(fd), 0);
   return data;
 }
-
-/* A LARGE file. */
 
 /* A FULL-size file written, read whole and at 200 random offsets (up to
    1 MiB each), every byte checked. */
@@ -325,6 +325,12 @@ static int cmp_i64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* What ticking_main reads: size bytes, cold (from the disk) or cached. */
+typedef struct ticking_case {
+  size_t size;
+  int cold;
+} ticking_case;
+
 /* A blocked loop shows in every tick during the read (a 64 MiB read in
    one blocking call: one or two ticks, each late by the whole read), a
    busy machine in a few: the median says which. Here, with other builds
@@ -332,11 +338,6 @@ static int cmp_i64(const void *a, const void *b) {
    median stays below 0.2 ms, and under 20 ms ("within a few ms") is what
    is asserted, as the Swift twin does (a 3 ms bound failed there once in
    a loaded CI run). */
-typedef struct ticking_case {
-  size_t size;
-  int cold;
-} ticking_case;
-
 static intptr_t ticking_main(void *arg) {
   const ticking_case *c = arg;
   char path[256];

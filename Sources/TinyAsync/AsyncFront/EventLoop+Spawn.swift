@@ -20,9 +20,9 @@ extension EventLoop {
     isolation: isolated (any Actor)? = #isolation,
     _ body: @escaping () async throws -> Value
   ) -> TaskHandle<Value> {
-    // Inlinable, as `spawnFiber`: the caller's module makes
-    // the generic objects, whose metadata it caches (two runtime lookups
-    // fewer per spawn); the rest is `startTask`.
+    // Inlinable, as `spawnFiber`: the caller's module makes the generic
+    // objects, whose metadata it caches (two runtime lookups fewer per
+    // spawn); the rest is `startTask`.
     let number = beginSpawn("EventLoop.spawn")
     let state = SpawnedTask<Value>(future: Future(on: self), name: name, number: number)
     startTask(state, name: name, isolation: isolation, body)
